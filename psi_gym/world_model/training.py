@@ -1,0 +1,410 @@
+"""Training Psi-W0 on robot rollouts (successes and failures), with `accelerate`.
+
+Loss for one window (notation of `psi_gym.world_model.sampler`):
+
+* ``sigma ~ p(sigma)``, ``eps ~ N(0, I)``, ``x_sigma = (1 - sigma) x0 + sigma eps``; the network
+  predicts ``x0_hat``.
+* frame loss: ``sum(w * (x0_hat - x0)^2) / sum(w)`` with ``w = 1 + lambda * m``, where ``m`` marks
+  pixels that change between the last context frame and the target (``|x0 - c_t| > threshold`` in
+  any channel), dilated by a few pixels. The small object and the hand carry the outcome while
+  the static table dominates a plain MSE.
+* plus ``state_loss_weight * MSE(next state)`` and ``object_loss_weight * MSE(next object
+  position)`` from the heads, in normalised units.
+
+Optional drift reduction: ``context_noise`` (noise augmentation of the context frames) and
+``self_rollout_prob`` (diffusion-forcing style: the newest context frame is replaced by the
+model's own sample of it, from the window one step earlier).
+
+Checkpoints: ``out_dir/checkpoint-<step>/`` holds ``model/`` (save_pretrained), the optimizer as
+safetensors + JSON and ``trainer_state.json``; training resumes from the newest one. The final
+model goes to ``out_dir/final/`` (loadable with ``WorldModel.from_pretrained``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers.utils.torch_utils import randn_tensor
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from psi_gym.data.episode import Episode
+
+from .checkpoint import load_optimizer_state, save_optimizer_state
+from .config import WorldModelConfig, tiny_config
+from .dataset import WindowBatch, WindowDataset, compute_normalization
+from .model import WorldModel
+from .sampler import sampling_sigmas
+
+TIME_SAMPLINGS = ("uniform", "logit_normal", "inference_mix")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of `train_world_model` (sizes of the model live in ``model``)."""
+
+    model: WorldModelConfig = field(default_factory=tiny_config)
+    """architecture; normalisation ranges are filled in from the data."""
+    init_from: str | None = None
+    """start from this world-model or Wan diffusers folder instead of a fresh model."""
+    num_steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    time_sampling: str = "inference_mix"
+    """``uniform``, ``logit_normal`` or ``inference_mix`` (half the draws at the sampler's levels)."""
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    change_weight: float = 4.0
+    """lambda: extra weight of pixels that change between the last context frame and the target."""
+    change_threshold: float = 0.04
+    """in [-1, 1] units (0.04 ~ 5/255)."""
+    change_dilation: int = 2
+    """pixels the change mask grows by."""
+    state_loss_weight: float = 1.0
+    object_loss_weight: float = 1.0
+    context_noise: float = 0.0
+    """max std of Gaussian noise added to context frames (per-sample uniform level)."""
+    self_rollout_prob: float = 0.0
+    """probability that a batch's newest context frame is the model's own prediction."""
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    seed: int = 0
+    mixed_precision: str = "no"
+    """``no``, ``bf16`` or ``fp16`` (accelerate)."""
+    max_time_s: float | None = None
+    """stop early (and save) after this much wall time."""
+    robot_only: bool = True
+    """drop human episodes (the world model predicts the robot domain)."""
+    progress: bool = True
+
+
+# --------------------------------------------------------------------------------- the loss
+def sample_sigmas(config: TrainConfig, batch: int, generator: torch.Generator, num_inference_steps: int) -> torch.Tensor:
+    """Noise levels in (0, 1] for one batch (CPU)."""
+    if config.time_sampling == "uniform":
+        return torch.rand(batch, generator=generator).clamp_min(1e-3)
+    if config.time_sampling == "logit_normal":
+        normal = torch.randn(batch, generator=generator) * config.logit_std + config.logit_mean
+        return torch.sigmoid(normal).clamp_min(1e-3)
+    if config.time_sampling == "inference_mix":
+        levels = torch.tensor(sampling_sigmas(num_inference_steps))
+        pick = levels[torch.randint(0, len(levels), (batch,), generator=generator)]
+        uniform = torch.rand(batch, generator=generator).clamp_min(1e-3)
+        use_level = torch.rand(batch, generator=generator) < 0.5
+        return torch.where(use_level, pick, uniform)
+    raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
+
+
+def change_weights(target: torch.Tensor, last_context: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """(B, 1, H, W) per-pixel weight ``1 + lambda * dilate(|x0 - c_t| > threshold)``."""
+    changed = ((target - last_context).abs() > config.change_threshold).any(dim=1, keepdim=True).float()
+    if config.change_dilation > 0:
+        size = 2 * config.change_dilation + 1
+        changed = F.max_pool2d(changed, size, stride=1, padding=config.change_dilation)
+    return 1.0 + config.change_weight * changed
+
+
+def world_model_loss(
+    model: torch.nn.Module, batch: WindowBatch, config: TrainConfig, generator: torch.Generator,
+    num_inference_steps: int,
+) -> dict[str, torch.Tensor]:
+    """Losses of one batch: ``loss`` (to minimise) and its parts ``frame``, ``frame_mse``, ``state``, ``object``."""
+    x0 = batch.target_frame
+    batch_size = x0.shape[0]
+    device = x0.device
+    sigma = sample_sigmas(config, batch_size, generator, num_inference_steps).to(device)
+    eps = randn_tensor(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+    s = sigma.view(-1, 1, 1, 1)
+    noisy = (1.0 - s) * x0 + s * eps  # x_sigma = (1 - sigma) x0 + sigma eps
+    out = model(noisy, sigma, batch.context, batch.state, batch.action, batch.instruction_embedding)
+    weights = change_weights(x0, batch.context[:, -1], config)
+    squared = (out.sample.float() - x0).pow(2)
+    frame = (squared * weights).sum() / (weights.sum() * x0.shape[1])
+    state = F.mse_loss(out.state.float(), batch.next_state)
+    obj = F.mse_loss(out.object_position.float(), batch.next_object_position)
+    loss = frame + config.state_loss_weight * state + config.object_loss_weight * obj
+    return {"loss": loss, "frame": frame.detach(), "frame_mse": squared.mean().detach(),
+            "state": state.detach(), "object": obj.detach()}
+
+
+@torch.no_grad()
+def _self_rollout(model: WorldModel, dataset: WindowDataset, batch: WindowBatch, generator: torch.Generator,
+                  num_inference_steps: int) -> None:
+    """Replace the newest context frame by the model's own sample of it, where one exists."""
+    has_previous = batch.previous >= 0
+    if not has_previous.any():
+        return
+    rows = has_previous.nonzero().squeeze(1)
+    previous = dataset.get(batch.previous[rows], batch.context.device)
+
+    def denoise(noisy: torch.Tensor, sigma: torch.Tensor):
+        out = model(noisy, sigma, previous.context, previous.state, previous.action,
+                    previous.instruction_embedding, return_dict=False)
+        return out[0], None
+
+    shape = previous.target_frame.shape
+    sample, _ = model.sampler.sample(denoise, shape, num_inference_steps, generator, batch.context.device,
+                                     previous.context.dtype)
+    context = batch.context.clone()
+    context[rows.to(context.device), -1] = sample.clamp(-1.0, 1.0).to(context.dtype)
+    # the older context frames of those rows were the previous window's newest ones: keep them real
+    batch.context = context
+
+
+def _learning_rate(config: TrainConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(config.num_steps - config.warmup_steps, 1)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * cosine
+
+
+# ------------------------------------------------------------------------------- data input
+def load_episodes(source: Sequence[Episode] | str | os.PathLike | Sequence[str | os.PathLike]) -> list[Episode]:
+    """Episodes given directly, or read from one or more LeRobot dataset roots."""
+    if isinstance(source, (str, os.PathLike)):
+        source = [source]
+    items = list(source)
+    if all(isinstance(item, Episode) for item in items):
+        return items
+    if all(isinstance(item, (str, os.PathLike)) for item in items):
+        from psi_gym.data.lerobot import read_episodes  # written alongside; imported only when used
+
+        episodes: list[Episode] = []
+        for root in items:
+            episodes.extend(read_episodes(root))
+        return episodes
+    raise ValueError("episodes must be a list of Episode objects or of dataset root folders")
+
+
+def _prepare_episodes(episodes: list[Episode], config: TrainConfig, model_config: WorldModelConfig) -> list[Episode]:
+    if config.robot_only:
+        episodes = [ep for ep in episodes if ep.embodiment == "robot"]
+    if not episodes:
+        raise ValueError("no robot episodes to train on")
+    size = model_config.image_size
+    for ep in episodes:
+        if ep.image_size != (size, size):
+            raise ValueError(f"episode frames are {ep.image_size}, the world model expects {size}x{size}")
+        if ep.state.shape[1] != model_config.state_dim or ep.action.shape[1] != model_config.action_dim:
+            raise ValueError(
+                f"episode state/action widths {ep.state.shape[1]}/{ep.action.shape[1]} differ from the model's "
+                f"{model_config.state_dim}/{model_config.action_dim}"
+            )
+        if ep.num_steps < 1:
+            raise ValueError("episodes need at least one step")
+    return episodes
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in out_dir.glob("checkpoint-*"):
+        if path.suffix == ".tmp" or not (path / "trainer_state.json").is_file():
+            continue
+        try:
+            found.append((int(path.name.split("-", 1)[1]), path))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def _save_checkpoint(out_dir: Path, step: int, model: WorldModel, optimizer, generator: torch.Generator,
+                     state: dict[str, Any], keep: int) -> Path:
+    final = out_dir / f"checkpoint-{step:07d}"
+    tmp = out_dir / f"checkpoint-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp / "model")
+    save_optimizer_state(optimizer, tmp)
+    save_file({"generator": generator.get_state()}, str(tmp / "rng.safetensors"))
+    (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=1), encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for _, old in _checkpoints(out_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _save_final(out_dir: Path, model: WorldModel) -> Path:
+    final = out_dir / "final"
+    tmp = out_dir / "final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def _config_json(config: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+
+
+# ------------------------------------------------------------------------------ the trainer
+def build_model(config: TrainConfig, episodes: list[Episode]) -> WorldModel:
+    """A fresh (or ``init_from``) world model whose normalisation ranges come from ``episodes``."""
+    ranges = compute_normalization(episodes)
+    if config.init_from is not None:
+        model = WorldModel.from_pretrained(config.init_from)
+        if all(model.config[key] is None for key in ranges):
+            model.set_normalization(**ranges)  # a Wan backbone: the new parts learn these units
+        return model
+    model_config = dataclasses.replace(config.model, **ranges)
+    return WorldModel.from_model_config(model_config)
+
+
+def train_world_model(
+    episodes: Sequence[Episode] | str | os.PathLike | Sequence[str | os.PathLike],
+    config: TrainConfig | None = None,
+    out_dir: str | os.PathLike = "runs/w0",
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume training) a world model; returns a JSON-able summary.
+
+    Args:
+        episodes: Episode objects, or LeRobot dataset root(s) read with
+            `psi_gym.data.lerobot.read_episodes`.
+        config: hyper-parameters (default `TrainConfig()`).
+        out_dir: checkpoints go to ``out_dir/checkpoint-<step>/``, the model to ``out_dir/final/``.
+        resume: continue from the newest complete checkpoint in ``out_dir`` if there is one.
+
+    Returns:
+        ``{"steps", "final_loss", "frame_mse", "state_mse", "object_mse", "time_s", "final_dir",
+        "num_episodes", "num_windows", "resumed_from", "num_parameters"}``.
+    """
+    from accelerate import Accelerator
+
+    config = config or TrainConfig()
+    if config.time_sampling not in TIME_SAMPLINGS:
+        raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
+    out_dir = Path(out_dir)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    is_main = accelerator.is_main_process
+    start_time = time.perf_counter()
+
+    all_episodes = load_episodes(episodes)
+    episodes_list = _prepare_episodes(all_episodes, config, config.model)
+
+    checkpoints = _checkpoints(out_dir) if resume else []
+    resumed_from = None
+    if checkpoints:
+        start_step, checkpoint = checkpoints[-1]
+        model = WorldModel.from_pretrained(checkpoint / "model")
+        trainer_state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        resumed_from = str(checkpoint)
+    else:
+        start_step, checkpoint, trainer_state = 0, None, {}
+        model = build_model(config, episodes_list)
+    model.train()
+
+    embeddings = {text: emb for text, emb in zip(
+        sorted({ep.instruction for ep in episodes_list}),
+        model.encode_instruction(sorted({ep.instruction for ep in episodes_list})),
+    )}
+    normalize = {"state": model.normalize_state, "action": model.normalize_action,
+                 "object": model.normalize_object_position}
+    dataset = WindowDataset(episodes_list, model.num_context_frames, embeddings, normalize)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  betas=(0.9, 0.99))
+    generator = torch.Generator().manual_seed(config.seed + 1000 * accelerator.process_index)
+    if checkpoint is not None:
+        load_optimizer_state(optimizer, checkpoint)
+        if accelerator.num_processes == 1:
+            generator.set_state(load_file(str(checkpoint / "rng.safetensors"))["generator"])
+        else:  # each process continues its own stream, distinct from the first run's
+            generator.manual_seed(config.seed + 1000 * accelerator.process_index + start_step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped: WorldModel = accelerator.unwrap_model(model)
+    device = accelerator.device
+    steps_for_levels = int(unwrapped.config.num_inference_steps)
+
+    history: list[dict[str, float]] = list(trainer_state.get("history", []))
+    running: dict[str, float] = {}
+    progress = tqdm(total=config.num_steps, initial=start_step, file=sys.stderr, dynamic_ncols=True,
+                    disable=not (config.progress and is_main), desc="train-w0")
+    step = start_step
+    last_parts: dict[str, float] = {}
+    stopped_early = False
+    while step < config.num_steps:
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(config, step)
+        batch = dataset.sample(config.batch_size, generator, device)
+        if config.context_noise > 0:
+            level = torch.rand(batch.context.shape[0], 1, 1, 1, 1, generator=generator).to(device) * config.context_noise
+            noise = randn_tensor(batch.context.shape, generator=generator, device=device)
+            batch.context = batch.context + level * noise
+        if config.self_rollout_prob > 0 and torch.rand((), generator=generator).item() < config.self_rollout_prob:
+            unwrapped.eval()
+            _self_rollout(unwrapped, dataset, batch, generator, steps_for_levels)
+            unwrapped.train()
+        with accelerator.autocast():
+            parts = world_model_loss(model, batch, config, generator, steps_for_levels)
+        accelerator.backward(parts["loss"])
+        if config.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        last_parts = {key: float(value.detach()) for key, value in parts.items()}
+        for key, value in last_parts.items():  # exponential moving average for display
+            running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
+        progress.update(1)
+        if step % 10 == 0:
+            progress.set_postfix(loss=f"{running['loss']:.4f}", frame=f"{running['frame_mse']:.4f}",
+                                 state=f"{running['state']:.4f}", obj=f"{running['object']:.4f}")
+        if step % 100 == 0:
+            history.append({"step": step, **{k: round(v, 6) for k, v in running.items()}})
+        out_of_time = config.max_time_s is not None and time.perf_counter() - start_time > config.max_time_s
+        if out_of_time:
+            stopped_early = True
+        if (step % config.checkpoint_every == 0 or step == config.num_steps or out_of_time) and is_main:
+            state = {"history": history, "config": _config_json(config), "loss": running.get("loss")}
+            _save_checkpoint(out_dir, step, unwrapped, optimizer, generator, state, config.keep_checkpoints)
+        accelerator.wait_for_everyone()
+        if out_of_time:
+            break
+    progress.close()
+
+    final_dir = None
+    if is_main:
+        final_dir = str(_save_final(out_dir, unwrapped))
+    accelerator.wait_for_everyone()
+    summary = {
+        "steps": step,
+        "final_loss": running.get("loss", last_parts.get("loss")),
+        "frame_mse": running.get("frame_mse"),
+        "state_mse": running.get("state"),
+        "object_mse": running.get("object"),
+        "time_s": round(time.perf_counter() - start_time, 2),
+        "final_dir": final_dir,
+        "num_episodes": len(episodes_list),
+        "num_windows": len(dataset),
+        "resumed_from": resumed_from,
+        "stopped_early": stopped_early,
+        "num_parameters": unwrapped.num_parameters(),
+    }
+    if is_main:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
+
+
+def iterate_windows(dataset: WindowDataset, batch_size: int) -> Iterable[torch.Tensor]:
+    """Index batches covering every window once, in order (for evaluation)."""
+    for start in range(0, len(dataset), batch_size):
+        yield torch.arange(start, min(start + batch_size, len(dataset)))
