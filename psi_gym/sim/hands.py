@@ -233,3 +233,10 @@ def hand_actuators_xml(spec: HandSpec) -> str:
 def hand_sensors_xml(spec: HandSpec) -> str:
     """Fingertip touch sensors (normal force summed over contacts in the tip site's volume)."""
     return "\n      ".join(f'<touch name="touch_{f.name}" site="{f.name}_tip"/>' for f in spec.fingers)
+
+
+def residual_scale(spec: HandSpec) -> np.ndarray:
+    """Joint-target change of a unit residual action, per joint: 3 cm for the wrist position,
+    0.15 rad for its rotation, 0.4 rad for finger joints. The env's residual action space and
+    the exploration noise of robot rollouts share it."""
+    return np.concatenate([[0.03, 0.03, 0.03, 0.15, 0.15, 0.15], np.full(4 * len(spec.fingers), 0.4)])

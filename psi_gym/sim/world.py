@@ -18,6 +18,13 @@ CONTROL_DT = 0.1  # s per control step (10 Hz)
 SETTLE_STEPS = 25  # physics steps after reset so that the object rests on the table
 
 
+class SimulationUnstable(RuntimeError):
+    """MuJoCo hit NaN/inf or huge accelerations and reset itself: the run is not usable."""
+
+
+_INSTABILITY_WARNINGS = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)]
+
+
 class World:
     """A MuJoCo scene with one hand (`"robot"` or `"human"`) and one object kind.
 
@@ -102,6 +109,8 @@ class World:
             alpha = min(1.0, (i + 1) / ramp)
             data.ctrl[:] = start + alpha * (target - start)
             mujoco.mj_step(model, data)
+        if any(data.warning[w].number for w in _INSTABILITY_WARNINGS):
+            raise SimulationUnstable(f"the simulation of {self.hand}/{self.object_kind} became unstable at t={data.time:.3f}s")
 
     def _clip(self, qpos: np.ndarray) -> np.ndarray:
         return np.clip(qpos, self.joint_ranges[:, 0], self.joint_ranges[:, 1])
@@ -208,4 +217,4 @@ def get_world(hand: str, object_kind: str, image_size: int = 64) -> World:
     return _WORLDS[key]
 
 
-__all__ = ["World", "get_world", "CONTROL_DT", "WRIST_JOINTS"]
+__all__ = ["World", "SimulationUnstable", "get_world", "start_qpos", "CONTROL_DT", "WRIST_JOINTS"]

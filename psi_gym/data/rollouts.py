@@ -1,0 +1,135 @@
+"""Robot rollouts for world-model training: successes and (at least 30%) labelled failures.
+
+Each rollout starts from a freshly sampled scene and follows one of these sources:
+
+==================== ==================================================================
+source               joint targets
+==================== ==================================================================
+``scripted``         the scripted planner on the robot hand (stands in for teleoperated
+                     robot data: mostly successes)
+``retarget``         a human demo retargeted to the robot, replayed raw (mostly failures:
+                     the embodiment gap)
+``explore``          the retargeted reference plus a smooth random residual, the kind of
+                     action an RL policy tries inside the world model
+``perturbed``        a scripted plan with a structured perturbation: ``offset``,
+                     ``timing_shift``, ``noise``, ``early_release``, ``missed_grasp``
+==================== ==================================================================
+
+Success or failure is read off the simulator, never assumed from the perturbation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from psi_gym.data.demos import episode_rng, make_demo
+from psi_gym.data.episode import Episode
+from psi_gym.data.scripted import plan_task
+from psi_gym.retarget.pipeline import reference_from_demo
+from psi_gym.sim.hands import hand_spec, residual_scale
+from psi_gym.sim.rollout import run_targets
+from psi_gym.sim.scene import SceneParams
+from psi_gym.sim.tasks import TASKS, get_task
+from psi_gym.sim.world import SimulationUnstable, get_world, start_qpos
+
+SOURCE_WEIGHTS = {"scripted": 0.30, "retarget": 0.15, "explore": 0.30, "perturbed": 0.25}
+PERTURBATIONS = ("offset", "timing_shift", "noise", "early_release", "missed_grasp")
+
+
+def make_rollout(seed: int, index: int, task_name: str | None = None, image_size: int = 64) -> Episode:
+    """One labelled robot rollout, reproducible from (seed, index).
+
+    A perturbation can drive the simulation unstable (a finger rammed into the table); such a
+    run is useless as data, so it is drawn again from the next random stream."""
+    for attempt in range(3):
+        try:
+            return _make_rollout(seed, index, task_name, image_size, attempt)
+        except SimulationUnstable:
+            continue
+    raise SimulationUnstable(f"rollout {index} of seed {seed} was unstable three times")
+
+
+def _make_rollout(seed: int, index: int, task_name: str | None, image_size: int, attempt: int) -> Episode:
+    rng = episode_rng(seed, index, stream=2 + 10 * attempt)
+    task = get_task(task_name) if task_name else get_task(sorted(TASKS)[index % len(TASKS)])
+    kind = rng.choice(list(SOURCE_WEIGHTS), p=list(SOURCE_WEIGHTS.values()))
+    spec = hand_spec("robot")
+    perturbation = ""
+    if kind in ("retarget", "explore"):
+        # A human demo of the same task from its own stream; the robot replays its retarget.
+        demo = make_demo(task.name, seed, 1_000_000 + index, "precision", image_size)
+        scene = SceneParams.from_dict(demo.scene)
+        reference = reference_from_demo(demo)
+        start, targets = reference[0], reference[1:].astype(np.float64)
+        if kind == "explore":
+            targets = targets + smooth_noise(rng, targets.shape, rng.uniform(0.1, 0.6)) * residual_scale(spec)
+    else:
+        scene = task.sample_scene(rng)
+        start = start_qpos(spec, scene)
+        targets = plan_task(scene, "robot", rng)
+        if kind == "perturbed":
+            perturbation = str(rng.choice(PERTURBATIONS))
+            targets = perturb(targets, perturbation, rng, spec.num_joints)
+    recording = run_targets(get_world("robot", task.object_kind, image_size), scene, targets, start_qpos=start)
+    return Episode(
+        task=task.name,
+        instruction=task.instruction,
+        embodiment="robot",
+        frames=recording.frames,
+        state=recording.state,
+        action=recording.action,
+        object_pose=recording.object_pose,
+        success=recording.success,
+        scene=scene.to_dict(),
+        seed=int(seed),
+        source="rollout",
+        perturbation=perturbation,
+        metadata={"index": int(index), "kind": str(kind), "attempt": attempt},
+    ).validate()
+
+
+def iter_rollouts(num: int, seed: int, task_names: list[str] | None = None, image_size: int = 64,
+                  progress: Callable[[int], None] | None = None, start: int = 0) -> Iterator[Episode]:
+    for index in range(start, start + num):
+        task = task_names[index % len(task_names)] if task_names else None
+        yield make_rollout(seed, index, task, image_size)
+        if progress is not None:
+            progress(1)
+
+
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], amplitude: float, knots: int = 5) -> np.ndarray:
+    """Smooth random curves in [-amplitude, amplitude]: random values at a few knots, linearly
+    interpolated over time (an exploring policy's residual is correlated in time)."""
+    steps, dims = shape
+    values = rng.uniform(-amplitude, amplitude, size=(knots, dims))
+    grid = np.linspace(0, steps - 1, knots)
+    return np.stack([np.interp(np.arange(steps), grid, values[:, d]) for d in range(dims)], axis=1)
+
+
+def perturb(targets: np.ndarray, name: str, rng: np.random.Generator, num_joints: int) -> np.ndarray:
+    """A structured perturbation of a (T, J) joint-target plan."""
+    out = targets.copy()
+    steps = len(out)
+    fingers = slice(6, num_joints)
+    if name == "offset":  # the whole hand misplaced by 2-4 cm
+        angle = rng.uniform(0, 2 * np.pi)
+        out[:, :2] += rng.uniform(0.02, 0.04) * np.array([np.cos(angle), np.sin(angle)])
+    elif name == "timing_shift":  # fingers late (or early) relative to the arm
+        shift = int(rng.choice([-4, -3, 3, 4, 5]))
+        out[:, fingers] = np.roll(out[:, fingers], shift, axis=0)
+        if shift > 0:
+            out[:shift, fingers] = targets[0, fingers]
+        else:
+            out[shift:, fingers] = targets[-1, fingers]
+    elif name == "noise":  # jittery joint targets
+        out += rng.normal(0.0, 1.0, size=out.shape) * residual_scale(hand_spec("robot")) * 0.25
+    elif name == "early_release":  # fingers open again partway through
+        release = int(rng.integers(steps // 2, steps - 4))
+        out[release:, fingers] = targets[0, fingers]
+    elif name == "missed_grasp":  # the hand stops 2-5 cm short of the object
+        out[:, 2] += rng.uniform(0.02, 0.05)
+    else:
+        raise ValueError(f"unknown perturbation {name!r}: expected one of {PERTURBATIONS}")
+    return out
