@@ -215,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     _load_plugins()
     args = build_parser().parse_args(argv)
     _, run, _ = COMMANDS[args.command]
-    summary = run(args)
+    try:
+        summary = run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
+        # Bad input (malformed dataset, unknown name, missing checkpoint...): one clear line.
+        log(f"psi-gym {args.command}: error: {error}")
+        return 2
     if args.json:
         print(json.dumps(summary, default=_jsonable))
     else:
