@@ -17,7 +17,7 @@ from psi_gym.data.lerobot import append_episodes, write_dataset
 def produce(make: Callable[..., Episode], jobs: list[tuple[Any, ...]], workers: int = 1, desc: str = "") -> Iterator[Episode]:
     """`make(*job)` for each job, in order, in `workers` processes (spawned: each opens its own
     GL context), with a progress bar on stderr."""
-    bar = tqdm(total=len(jobs), desc=desc, file=sys.stderr, disable=None, dynamic_ncols=True)
+    bar = tqdm(total=len(jobs), desc=desc, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 10.0, dynamic_ncols=True)
     try:
         if workers <= 1:
             for job in jobs:

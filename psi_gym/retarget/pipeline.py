@@ -43,5 +43,11 @@ def retarget_episode(demo: Episode, retargeter: Retargeter | None = None, image_
         source="retarget",
         tier=demo.tier,
         parent=str(demo.metadata.get("id", "")),
-        metadata={"reference": reference.tolist()},
+        # What an env needs to start from this demo without the human data: the robot reference
+        # and the human's object trajectory (the object-centric reward tracks it).
+        metadata={
+            "reference": reference.tolist(),
+            "human_object_pose": demo.object_pose.tolist(),
+            "human_success": bool(demo.success),
+        },
     ).validate()
