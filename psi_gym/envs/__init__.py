@@ -1,0 +1,32 @@
+"""Gymnasium environments inside the Psi-W0 world model (one env per file).
+
+* ``PsiW0-Retarget-v0`` (`psi_w0_retarget.PsiW0RetargetEnv`; native vector env
+  `psi_w0_retarget_vector.PsiW0RetargetVectorEnv`): refine a retargeted human demo with a
+  residual policy, judged by a pluggable reward model. Registered by ``import psi_gym``.
+* ``retarget_rollout.py``: the batched rollout both share; ``demos.py``: the demo sets;
+  ``sb3.py``: a Stable-Baselines3 `VecEnv` over the native vector env; ``commands.py``:
+  ``psi-gym bench``.
+
+Names are imported lazily so that ``import psi_gym`` (which registers the env) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PsiW0RetargetEnv": "psi_gym.envs.psi_w0_retarget",
+    "PsiW0RetargetVectorEnv": "psi_gym.envs.psi_w0_retarget_vector",
+    "PsiW0RetargetConfig": "psi_gym.envs.retarget_rollout",
+    "SB3VecEnv": "psi_gym.envs.sb3",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["PsiW0RetargetConfig", "PsiW0RetargetEnv", "PsiW0RetargetVectorEnv", "SB3VecEnv"]

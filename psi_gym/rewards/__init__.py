@@ -1,0 +1,43 @@
+"""Reward models: judge the world model's predicted steps, in batches.
+
+Interface (``base.py``): ``reward_model(batch: RewardInput) -> RewardOutput``. Built-ins:
+`ObjectTrackingReward` (track the human demo's object trajectory, read off predicted frames by
+the learned object-state estimator, + success bonus), `SuccessClassifierReward` (the
+estimator's success head), `CallableReward` (a user's function). `resolve_reward_model` turns
+what ``gym.make(..., reward_model=...)`` accepts into one. The estimator itself is in
+``object_state.py``.
+"""
+
+from psi_gym.rewards.base import (
+    EpisodeContext,
+    RewardInput,
+    RewardModel,
+    RewardOutput,
+    as_reward_output,
+)
+from psi_gym.rewards.object_tracking import (
+    ObjectTrackingReward,
+    ObjectTrackingRewardConfig,
+)
+from psi_gym.rewards.resolve import REWARD_MODELS, load_estimator, resolve_reward_model
+from psi_gym.rewards.success_classifier import (
+    SuccessClassifierReward,
+    SuccessClassifierRewardConfig,
+)
+from psi_gym.rewards.user_function import CallableReward
+
+__all__ = [
+    "REWARD_MODELS",
+    "CallableReward",
+    "EpisodeContext",
+    "ObjectTrackingReward",
+    "ObjectTrackingRewardConfig",
+    "RewardInput",
+    "RewardModel",
+    "RewardOutput",
+    "SuccessClassifierReward",
+    "SuccessClassifierRewardConfig",
+    "as_reward_output",
+    "load_estimator",
+    "resolve_reward_model",
+]

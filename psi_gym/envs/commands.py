@@ -1,0 +1,128 @@
+"""``psi-gym bench``: steps/s of the world-model vector env next to the ground-truth simulator's.
+
+For each N: the native vector env (``gym.make_vec("PsiW0-Retarget-v0", num_envs=N)``) stepped
+with random actions, timed, and split into world-model forward / reward model / env overhead
+(ms per batched step); then `psi_gym.sim.benchmark.sim_steps_per_second` for the same N, in the
+same process: N MuJoCo worlds stepped one after another (one control step + one 64 px render
+each), as a CPU vector env of the simulator runs. ``ratio`` = W0 env steps/s / sim steps/s.
+
+``w0_steps_per_s`` counts the env steps the world model predicted per second of wall time (a
+sub-env being autoreset that step is not counted, its reset time is); the profile's
+``env_overhead`` is the rest of the step: actions, observations, infos, resets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from psi_gym.cli import log, register
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        numbers = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive ints, got {value!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive ints, got {value!r}")
+    return numbers
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-envs", type=_int_list, default=[1, 16, 64], help="comma list of vector sizes N (default 1,16,64)")
+    p.add_argument("--steps", type=int, default=32, help="timed steps per N (default 32)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default 2)")
+    p.add_argument("--world-model", default="default",
+                   help="checkpoint folder, 'default' (shipped) or 'random:tiny' (untrained weights of the shipped size: "
+                        "speed only)")
+    p.add_argument("--reward-model", default="object_tracking", help="reward model name or package.module:Name")
+    p.add_argument("--estimator", default="default", help="object-state estimator folder, 'default' or 'random'")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--no-sim", action="store_true", help="skip the simulator baseline")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _time_vector_env(num_envs: int, args: argparse.Namespace) -> dict[str, Any]:
+    import gymnasium as gym
+
+    env = gym.make_vec("PsiW0-Retarget-v0", num_envs=num_envs, world_model=args.world_model,
+                       reward_model=args.reward_model, estimator=args.estimator, device=args.device)
+    try:
+        env.action_space.seed(args.seed)
+        env.reset(seed=args.seed)  # loads demos, embeds instructions: not timed
+        for _ in range(args.warmup):
+            env.step(env.action_space.sample())
+        rollout = env.unwrapped.rollout
+        rollout.profile.clear()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            env.step(env.action_space.sample())
+        seconds = time.perf_counter() - start
+        profile = rollout.profile
+    finally:
+        env.close()
+    total_ms = 1000 * seconds / args.steps
+    world_model_ms = 1000 * profile.world_model_s / args.steps
+    reward_ms = 1000 * profile.reward_model_s / args.steps
+    # Count the env steps the world model predicted: a sub-env being autoreset takes no W0 step.
+    return {
+        "w0_steps_per_s": profile.env_steps / seconds,
+        "autoreset_env_steps": num_envs * args.steps - profile.env_steps,
+        "profile_ms_per_step": {
+            "world_model": world_model_ms,
+            "reward_model": reward_ms,
+            "env_overhead": total_ms - world_model_ms - reward_ms,
+            "total": total_ms,
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from psi_gym.envs.retarget_rollout import load_world_model
+
+    if args.steps < 1 or args.warmup < 0:
+        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        model = load_world_model(args.world_model, args.device)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error} For a speed-only run pass --world-model random:tiny "
+                                "(untrained weights of the shipped size).") from None
+    config = model.config
+    summary: dict[str, Any] = {
+        "world_model": str(args.world_model),
+        "world_model_parameters": sum(p.numel() for p in model.parameters()),
+        "image_size": int(config.image_size),
+        "num_inference_steps": int(config.num_inference_steps),
+        "reward_model": str(args.reward_model),
+        "estimator": str(args.estimator),
+        "device": str(model.device),
+        "torch_threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "profile_unit": "ms per batched step of N envs",
+        "results": {},
+    }
+    for num_envs in args.num_envs:
+        log(f"bench: N={num_envs}: world-model vector env ...")
+        result = {"num_envs": num_envs, **_time_vector_env(num_envs, args)}
+        if not args.no_sim:
+            from psi_gym.sim.benchmark import sim_steps_per_second
+
+            log(f"bench: N={num_envs}: ground-truth sim ...")
+            sim = sim_steps_per_second(num_envs=num_envs, steps=args.steps, seed=args.seed)
+            result["sim_steps_per_s"] = sim["sim_steps_per_s"]
+            result["ratio"] = result["w0_steps_per_s"] / sim["sim_steps_per_s"]
+            result["sim_ms_per_env_step"] = {"physics": sim["physics_ms_per_step"], "render": sim["render_ms_per_frame"]}
+        log(f"bench: N={num_envs}: {result['w0_steps_per_s']:.1f} W0 env steps/s"
+            + (f", sim {result['sim_steps_per_s']:.1f}/s, ratio {result['ratio']:.2f}" if "ratio" in result else ""))
+        summary["results"][str(num_envs)] = result
+    return summary
+
+
+register("bench", "steps/s of the world-model vector env vs the ground-truth sim, with a time profile", configure, run)

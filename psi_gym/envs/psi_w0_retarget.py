@@ -1,0 +1,159 @@
+"""PsiW0-Retarget-v0: refine a retargeted human demonstration inside the Psi-W0 world model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.error import ResetNeeded
+
+from psi_gym.envs.retarget_rollout import PsiW0RetargetConfig, RetargetRollout
+
+RENDER_FPS = 10  # the demos' control rate
+
+
+class PsiW0RetargetEnv(gym.Env):
+    """
+    ## Description
+
+    A robot hand (6-DoF wrist + 16 finger joints, LEAP/Allegro-like) repeats a human
+    demonstration that was retargeted to it kinematically, but the retarget is slightly off
+    (the embodiment gap): replayed as is, it often fails. The policy corrects it step by step
+    with a residual on the retargeted joint targets. There is no simulator in the loop: each
+    step, the action-conditioned video world model **Psi-W0** predicts the next camera frame and
+    joint state, and a pluggable reward model judges the predicted frame (by default: does the
+    object follow the human demo's object trajectory, and is the task done).
+
+    An episode is one demonstration. `reset` picks one from the demo set (by default the 48
+    shipped retargeted demos of ``lift_apple``, ``lift_can`` and ``push_box``, only those whose
+    human demonstration succeeded) and starts from its real first robot camera frame and joints.
+
+    ## Action Space
+
+    ``Box(-1, 1, (22,), float32)``, one value per joint in the order of
+    ``psi_gym.sim.hands.hand_spec("robot").joint_names`` (wrist x, y, z, yaw, pitch, roll, then
+    thumb, index, middle, ring, four joints each). Values outside [-1, 1] are clipped; NaN/inf,
+    a wrong shape or a non-float dtype raise ``ValueError``.
+
+    | `action_mode`        | joint target sent to the world model                                     |
+    |----------------------|--------------------------------------------------------------------------|
+    | `"residual"` default | `clip(ref[t+1] + residual_gain * s * a)`; `s` = 3 cm wrist position,      |
+    |                      | 0.15 rad wrist rotation, 0.4 rad finger joints; `a = 0` replays the demo |
+    | `"absolute"`         | `low + (a + 1) / 2 * (high - low)` over the joint ranges                 |
+
+    ``ref`` is the demo's retargeted reference (clipped to the joint ranges, held at its last
+    row past the demo's end); ``clip`` is to the joint ranges.
+
+    ## Observation Space
+
+    ``Dict``:
+
+    | key           | space                                         | meaning                                    |
+    |---------------|-----------------------------------------------|--------------------------------------------|
+    | `pixels`      | `Box(0, 255, (H, W, 3k), uint8)`              | the latest k predicted frames (k =         |
+    |               | `(3k, H, W)` with `channels_first=True`       | `frame_stack`, default 1), oldest first,   |
+    |               |                                               | stacked along the channels; H = W = the    |
+    |               |                                               | world model's image size (64)              |
+    | `agent_pos`   | `Box(low, high, (22,), float32)`              | W0's predicted joint state, clipped to the |
+    |               |                                               | joint ranges (m, rad)                      |
+    | `reference`   | `Box(low, high, (22 h,), float32)`            | the next h = `reference_horizon` (4) rows  |
+    |               |                                               | of the reference, `ref[t+1 .. t+h]`,       |
+    |               |                                               | flattened row by row (`reshape(h, 22)`)    |
+    | `instruction` | `Box(-1, 1, (384,), float32)`                 | MiniLM embedding of the instruction        |
+
+    ``info``: ``task``, ``instruction`` (text), ``demo`` (its id), ``demo_index``, ``step``
+    (steps taken), ``success``, and the reward model's extras (for the default reward:
+    ``object_distance`` in m and ``success_probability``).
+
+    ## Rewards
+
+    From the reward model (``reward_model=``), called on the predicted frame and state:
+
+    * ``"object_tracking"`` (default): the learned object-state estimator reads the object's
+      position ``p`` off the predicted frame; with ``q`` the human demo's object position after
+      as many steps, the reward is ``exp(-|p - q| / 0.02 m)``. When the estimator's success
+      probability exceeds 0.5 the step also pays the tracking reward the ended episode forgoes
+      (1 per remaining demo step) + 1 (`psi_gym.rewards.ObjectTrackingReward`).
+    * ``"success_classifier"``: 1 on the step the estimator's success head says done.
+    * your own: an object or function ``batch -> rewards`` or a dotted path
+      ``"package.module:Name"`` (`psi_gym.rewards.RewardModel`).
+
+    ## Starting State
+
+    The demo's first robot camera frame (repeated to fill W0's context and the frame stack)
+    and start joints. ``reset(seed=s)`` seeds both the demo draw and W0's sampling noise.
+    ``reset(options={"demo": d})``: ``d`` an index into the demo set, a demo id (see
+    ``info["demo"]``), an `Episode` or a dataset folder to draw from.
+
+    ## Episode End
+
+    1. Termination: the reward model reports success (or an irrecoverable failure).
+    2. Truncation: ``T + episode_slack`` steps (``T`` = the demo's length, 32 for the shipped
+       demos; slack 8), or ``max_episode_steps`` if given.
+
+    Stepping an ended episode, or stepping before `reset`, raises
+    ``gymnasium.error.ResetNeeded``.
+
+    ## Arguments
+
+    ```python
+    import gymnasium as gym
+    import psi_gym
+
+    env = gym.make("PsiW0-Retarget-v0", render_mode="rgb_array")
+    envs = gym.make_vec("PsiW0-Retarget-v0", num_envs=16)        # one batched W0 call per step
+    ```
+
+    Every field of `PsiW0RetargetConfig` is a keyword: ``world_model`` ("default", a folder or a
+    `WorldModel`), ``demos`` ("default", a folder of retargeted or human demos, episodes),
+    ``reward_model``, ``estimator``, ``action_mode``, ``residual_gain``, ``reference_horizon``,
+    ``frame_stack``, ``channels_first``, ``episode_slack``, ``max_episode_steps``,
+    ``successful_demos_only``, ``num_inference_steps``, ``device``. ``render_mode="rgb_array"``
+    makes `render` return the latest predicted frame (``render_fps`` 10).
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
+
+    def __init__(self, render_mode: str | None = None, config: PsiW0RetargetConfig | None = None, **options: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.config = PsiW0RetargetConfig.from_kwargs(config, **options)
+        self.rollout = RetargetRollout(self.config, num_envs=1)
+        self.observation_space = self.rollout.single_observation_space
+        self.action_space = self.rollout.single_action_space
+        self._row = np.zeros(1, np.int64)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"demo"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; PsiW0-Retarget-v0 takes options={{'demo': ...}}")
+        self.rollout.reset(self._row, [self.np_random], [options.get("demo")])
+        return self.rollout.observation(0), self.rollout.info(0)
+
+    def step(self, action: Any):
+        rollout = self.rollout
+        if not rollout.started[0]:
+            raise ResetNeeded("call reset() before step()")
+        if rollout.ended[0]:
+            raise ResetNeeded("the episode has ended (terminated or truncated); call reset() before stepping again")
+        actions = rollout.check_actions(action, self.action_space.shape)[None]
+        result = rollout.step(self._row, actions)
+        info = rollout.info(0)
+        info.update({key: value[0].item() if value.ndim == 1 else value[0].copy() for key, value in result.info.items()})
+        return rollout.observation(0), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn('render() was called without a render_mode; make the env with render_mode="rgb_array"')
+            return None
+        if not self.rollout.started[0]:
+            raise ResetNeeded("call reset() before render()")
+        return self.rollout.frame(0)

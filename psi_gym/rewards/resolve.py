@@ -1,0 +1,113 @@
+"""Turn what a user passes as ``reward_model=`` into a reward model; load estimators once.
+
+``reward_model`` may be:
+
+* a reward-model object (anything with ``__call__(batch) -> RewardOutput``), used as is;
+* a name of a built-in: ``"object_tracking"``, ``"success_classifier"`` (built with the env's
+  ``estimator``);
+* a dotted path ``"package.module:Name"`` to a class (instantiated with no arguments), a
+  reward-model object or a function;
+* a function ``fn(batch) -> rewards``, wrapped in `CallableReward`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from psi_gym.rewards.base import RewardModel
+from psi_gym.rewards.object_tracking import ObjectTrackingReward
+from psi_gym.rewards.success_classifier import SuccessClassifierReward
+from psi_gym.rewards.user_function import CallableReward
+
+if TYPE_CHECKING:
+    from psi_gym.rewards.object_state import ObjectStateEstimator
+
+REWARD_MODELS: dict[str, Callable[..., RewardModel]] = {
+    "object_tracking": ObjectTrackingReward,
+    "success_classifier": SuccessClassifierReward,
+}
+RANDOM_ESTIMATOR = "random"
+
+_estimators: dict[str, ObjectStateEstimator] = {}
+_lock = threading.Lock()
+
+
+def load_estimator(spec: ObjectStateEstimator | str | os.PathLike = "default") -> ObjectStateEstimator:
+    """An estimator object, ``"default"``, a checkpoint folder or ``"random"`` -> an estimator in eval mode.
+
+    Loaded checkpoints are kept per resolved folder, so many envs share one copy (it is only
+    ever used for inference).
+
+    Raises:
+        FileNotFoundError: the default estimator is not shipped yet, or no folder at the path
+            (the message says how to train one).
+    """
+    from psi_gym.rewards.object_state import (
+        ObjectStateEstimator,
+        ObjectStateEstimatorConfig,
+    )
+
+    if isinstance(spec, ObjectStateEstimator):
+        return spec.eval()
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"estimator must be an ObjectStateEstimator, 'default', 'random' or a folder, got {type(spec).__name__}")
+    key = str(spec) if str(spec) in ("default", RANDOM_ESTIMATOR) else str(Path(spec).expanduser().resolve())
+    with _lock:
+        if key not in _estimators:
+            if key == RANDOM_ESTIMATOR:
+                import torch
+
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)
+                    _estimators[key] = ObjectStateEstimator.from_estimator_config(ObjectStateEstimatorConfig()).eval()
+            else:
+                _estimators[key] = ObjectStateEstimator.from_pretrained(spec).eval()
+        return _estimators[key]
+
+
+def resolve_reward_model(spec: Any, estimator: Any = "default") -> RewardModel:
+    """What ``reward_model=`` accepts (see the module doc) -> a reward model.
+
+    Raises:
+        ValueError: an unknown name (the message lists the built-ins) or a dotted path that does
+            not import.
+        TypeError: something that is not callable.
+    """
+    if isinstance(spec, str):
+        if spec in REWARD_MODELS:
+            return REWARD_MODELS[spec](estimator)
+        if ":" not in spec:
+            raise ValueError(
+                f"unknown reward model {spec!r}: expected one of {sorted(REWARD_MODELS)}, a dotted path "
+                "'package.module:Name', a reward-model object or a function batch -> rewards"
+            )
+        spec = _import_dotted(spec)
+        if inspect.isclass(spec):
+            spec = spec()
+    if inspect.isclass(spec):
+        raise TypeError(f"reward_model must be an instance, not the class {spec.__name__}; pass {spec.__name__}(...)")
+    if not callable(spec):
+        raise TypeError(f"reward_model must be callable (batch -> RewardOutput or rewards), got {type(spec).__name__}")
+    if inspect.isfunction(spec) or inspect.ismethod(spec) or inspect.isbuiltin(spec) or not hasattr(spec, "__dict__"):
+        return CallableReward(spec)
+    return spec
+
+
+def _import_dotted(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"reward model {path!r}: cannot import module {module_name!r} ({error})") from None
+    value = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise ValueError(f"reward model {path!r}: {module_name!r} has no attribute {attribute!r}")
+        value = getattr(value, part)
+    return value

@@ -1,0 +1,299 @@
+"""PsiW0-Retarget-v0, the single env: registration, API checks, determinism, actions,
+observation options, episode end, rendering, demos and bad input (tiny world model, CPU)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.error import ResetNeeded
+
+import psi_gym
+from psi_gym.data.lerobot import EpisodeDataset
+from psi_gym.envs.demos import default_demos_path
+from psi_gym.envs.psi_w0_retarget import PsiW0RetargetEnv
+from psi_gym.sim.hands import hand_spec, residual_scale
+
+from .helpers import SucceedAt
+
+ENV_ID = "PsiW0-Retarget-v0"
+
+
+def test_registered_with_both_entry_points():
+    spec = gym.spec(ENV_ID)
+    assert spec.entry_point == "psi_gym.envs.psi_w0_retarget:PsiW0RetargetEnv"
+    assert spec.vector_entry_point == "psi_gym.envs.psi_w0_retarget_vector:PsiW0RetargetVectorEnv"
+
+
+def test_import_registers_without_torch():
+    code = "import sys, gymnasium, psi_gym; assert 'PsiW0-Retarget-v0' in gymnasium.registry; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_default_make_needs_no_argument():
+    from psi_gym.rewards.object_state import default_estimator_path
+    from psi_gym.world_model import default_checkpoint_path
+
+    if not (default_checkpoint_path() / "config.json").is_file() or not (default_estimator_path() / "config.json").is_file():
+        # Until the checkpoints ship, the error must say what is missing and how to make it.
+        with pytest.raises(FileNotFoundError, match="default"):
+            gym.make(ENV_ID)
+        pytest.skip("the shipped W0 / estimator checkpoints are absent (psi_gym/assets/w0-default, estimator-default)")
+    env = gym.make(ENV_ID)
+    obs, info = env.reset(seed=0)
+    assert obs in env.observation_space and info["task"] in ("lift_apple", "lift_can", "push_box")
+    obs, reward, *_ = env.step(np.zeros(22, np.float32))
+    assert obs in env.observation_space and np.isfinite(reward)
+    env.close()
+
+
+def test_spaces_declared_in_constructor(env_kwargs):
+    env = gym.make(ENV_ID, **env_kwargs)
+    obs_space = env.observation_space
+    assert set(obs_space.spaces) == {"pixels", "agent_pos", "reference", "instruction"}
+    assert obs_space["pixels"].shape == (64, 64, 3) and obs_space["pixels"].dtype == np.uint8
+    assert obs_space["agent_pos"].shape == (22,) and obs_space["reference"].shape == (4 * 22,)
+    assert obs_space["instruction"].shape == (384,)
+    assert env.action_space == gym.spaces.Box(-1, 1, (22,), np.float32)
+    assert env.metadata["render_fps"] == 10
+
+
+def test_gymnasium_check_env(env_kwargs):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(ENV_ID, render_mode="rgb_array", **env_kwargs)
+    check_env(env.unwrapped)
+
+
+def test_sb3_check_env(env_kwargs):
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(gym.make(ENV_ID, **env_kwargs).unwrapped)
+    assert not [str(w.message) for w in caught if "stable_baselines3" in w.filename]
+
+
+def _rollout(env, seed, actions, options=None):
+    obs, info = env.reset(seed=seed, options=options)
+    out = [(obs, 0.0, info)]
+    for action in actions:
+        obs, reward, _, _, info = env.step(action)
+        out.append((obs, reward, info))
+    return out
+
+
+def test_seeded_reset_and_step_are_deterministic(env_kwargs):
+    actions = np.random.default_rng(0).uniform(-1, 1, (4, 22)).astype(np.float32)
+    first = _rollout(gym.make(ENV_ID, **env_kwargs), 7, actions)
+    again = _rollout(gym.make(ENV_ID, **env_kwargs), 7, actions)
+    for (obs_a, rew_a, info_a), (obs_b, rew_b, info_b) in zip(first, again):
+        for key in obs_a:
+            np.testing.assert_array_equal(obs_a[key], obs_b[key])
+        assert rew_a == rew_b and info_a == info_b
+    # same demo, other seed: the world model's noise differs, so do the predicted frames
+    other = _rollout(gym.make(ENV_ID, **env_kwargs), 8, actions, options={"demo": first[0][2]["demo_index"]})
+    assert not np.array_equal(first[-1][0]["pixels"], other[-1][0]["pixels"])
+
+
+def test_no_global_rng_use(env_kwargs):
+    import torch
+
+    env = gym.make(ENV_ID, **env_kwargs)
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    env.reset(seed=0)
+    env.step(np.ones(22, np.float32))
+    assert torch.equal(torch_state, torch.get_rng_state())
+    np.testing.assert_array_equal(numpy_state, np.random.get_state()[1])
+
+
+def test_default_draw_takes_only_successful_human_demos(env_kwargs):
+    dataset = EpisodeDataset(default_demos_path())
+    failed = {i for i, e in enumerate(dataset.episodes_table.column("metadata_json").to_pylist()) if '"human_success": false' in e}
+    assert failed, "the shipped set has failed human demos"
+    env = gym.make(ENV_ID, **env_kwargs)
+    drawn = {env.reset(seed=seed)[1]["demo_index"] for seed in range(40)}
+    assert drawn.isdisjoint(failed) and len(drawn) > 10
+    # an explicit index may still pick one
+    assert env.reset(options={"demo": min(failed)})[1]["demo_index"] == min(failed)
+
+
+def test_demo_by_index_id_episode_and_dataset(env_kwargs):
+    env = gym.make(ENV_ID, **env_kwargs)
+    _, info = env.reset(options={"demo": 3})
+    by_id = env.reset(options={"demo": info["demo"]})[1]
+    assert by_id["demo_index"] == 3 and by_id["demo"] == info["demo"]
+    episode = EpisodeDataset(default_demos_path())[5]
+    obs, info = env.reset(options={"demo": episode})
+    assert info["task"] == episode.task
+    np.testing.assert_array_equal(obs["pixels"], episode.frames[0])  # the robot's real first frame
+    _, info = env.reset(seed=1, options={"demo": str(default_demos_path())})
+    assert info["demo"].startswith(("lift", "push"))
+
+
+def test_human_demo_dataset_is_retargeted_on_the_fly(tmp_path, env_kwargs):
+    from psi_gym.data.demos import make_demo
+    from psi_gym.data.lerobot import write_dataset
+
+    human = make_demo("lift_apple", seed=5, index=0)
+    write_dataset(tmp_path / "human", [human])
+    env = gym.make(ENV_ID, demos=tmp_path / "human", successful_demos_only=False, **env_kwargs)
+    obs, info = env.reset(seed=0)
+    assert info["task"] == "lift_apple" and obs["pixels"].shape == (64, 64, 3)
+    # the reference is the retarget of the human demo: same as retarget_episode's
+    from psi_gym.retarget.pipeline import reference_from_demo
+
+    reference = np.clip(reference_from_demo(human), *hand_spec("robot").joint_ranges().T)
+    np.testing.assert_allclose(obs["reference"].reshape(4, 22), reference[1:5], atol=1e-6)
+
+
+def test_residual_and_absolute_action_mapping(world_model_path):
+    low, high = hand_spec("robot").joint_ranges().T.astype(np.float32)
+    reward = SucceedAt(step=1000)
+    env = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=reward, residual_gain=0.5)
+    obs, _ = env.reset(seed=0)
+    reference = obs["reference"].reshape(-1, 22)[0]  # ref[t+1]: what a zero residual commands
+    env.step(np.zeros(22, np.float32))
+    np.testing.assert_allclose(reward.calls[-1].target[0], reference, atol=1e-6)
+    action = np.full(22, 0.5, np.float32)
+    reference = env.rollout.observation(0)["reference"].reshape(-1, 22)[0]
+    env.step(action)
+    expected = np.clip(reference + 0.5 * residual_scale(hand_spec("robot")) * action, low, high)
+    np.testing.assert_allclose(reward.calls[-1].target[0], expected, atol=1e-6)
+
+    env = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=reward, action_mode="absolute")
+    env.reset(seed=0)
+    for value, expected in ((-1.0, low), (1.0, high), (0.0, (low + high) / 2), (3.0, high)):  # outside [-1, 1]: clipped
+        env.step(np.full(22, value, np.float32))
+        np.testing.assert_allclose(reward.calls[-1].target[0], expected, atol=1e-5)
+
+
+def test_truncation_at_demo_length_plus_slack(env_kwargs):
+    env = gym.make(ENV_ID, episode_slack=2, **env_kwargs)
+    env.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, terminated, truncated, info = env.step(np.zeros(22, np.float32))
+        steps += 1
+        assert not terminated
+    assert steps == 32 + 2 and info["step"] == 34
+    with pytest.raises(ResetNeeded, match="reset"):
+        env.unwrapped.step(np.zeros(22, np.float32))
+
+
+def test_max_episode_steps_and_termination(world_model_path):
+    env = gym.make(ENV_ID, world_model=str(world_model_path), reward_model=SucceedAt(step=2), max_episode_steps=5)
+    env.reset(seed=0)
+    assert env.step(np.zeros(22, np.float32))[2:4] == (False, False)
+    _, reward, terminated, truncated, info = env.step(np.zeros(22, np.float32))
+    assert terminated and not truncated and info["success"] and reward == 1.0
+    env = gym.make(ENV_ID, world_model=str(world_model_path), reward_model=SucceedAt(step=99), max_episode_steps=3)
+    env.reset(seed=0)
+    results = [env.step(np.zeros(22, np.float32))[3] for _ in range(3)]
+    assert results == [False, False, True]
+
+
+def test_channels_first_and_frame_stack(env_kwargs):
+    env = gym.make(ENV_ID, frame_stack=3, channels_first=True, reference_horizon=2, render_mode="rgb_array", **env_kwargs)
+    assert env.observation_space["pixels"].shape == (9, 64, 64)
+    assert env.observation_space["reference"].shape == (44,)
+    obs, _ = env.reset(seed=0)
+    first = obs["pixels"][:3]
+    assert all(np.array_equal(obs["pixels"][3 * i: 3 * i + 3], first) for i in range(3))  # first frame repeated
+    obs, *_ = env.step(np.zeros(22, np.float32))
+    np.testing.assert_array_equal(obs["pixels"][6:], env.render().transpose(2, 0, 1))  # newest last
+    np.testing.assert_array_equal(obs["pixels"][3:6], first)
+    env = gym.make(ENV_ID, frame_stack=2, **env_kwargs)
+    assert env.observation_space["pixels"].shape == (64, 64, 6)
+    obs, _ = env.reset(seed=0)
+    assert obs in env.observation_space
+
+
+def test_render_and_record_video(tmp_path, env_kwargs):
+    pytest.importorskip("moviepy", reason="gymnasium's RecordVideo writes videos with moviepy")
+    env = gym.make(ENV_ID, render_mode="rgb_array", max_episode_steps=3, **env_kwargs)
+    env = gym.wrappers.RecordVideo(env, str(tmp_path / "videos"), episode_trigger=lambda episode: True,
+                                   disable_logger=True)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    done = False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        done = terminated or truncated
+    env.close()
+    videos = list((tmp_path / "videos").glob("*.mp4"))
+    assert videos and videos[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "action, match",
+    [
+        (np.zeros(21, np.float32), "shape"),
+        (np.zeros((1, 22), np.float32), "shape"),
+        (np.zeros(22, np.int64), "dtype"),
+        (np.full(22, np.nan, np.float32), "NaN"),
+        (np.full(22, np.inf, np.float32), "NaN or inf"),
+        ("go", "dtype"),
+    ],
+)
+def test_bad_actions_are_refused(env_kwargs, action, match):
+    env = PsiW0RetargetEnv(**env_kwargs)
+    env.reset(seed=0)
+    frame = env.rollout.frame(0)
+    with pytest.raises(ValueError, match=match):
+        env.step(action)
+    np.testing.assert_array_equal(env.rollout.frame(0), frame)  # nothing was predicted
+    assert env.rollout.step_count[0] == 0
+
+
+def test_step_before_reset(env_kwargs):
+    with pytest.raises(ResetNeeded, match="reset"):
+        PsiW0RetargetEnv(**env_kwargs).step(np.zeros(22, np.float32))
+    with pytest.raises(ResetNeeded):  # Gymnasium's order enforcing says so too
+        gym.make(ENV_ID, **env_kwargs).step(np.zeros(22, np.float32))
+
+
+def test_bad_demo_and_options(env_kwargs):
+    env = PsiW0RetargetEnv(**env_kwargs)
+    with pytest.raises(ValueError, match="unknown demo index 99: .* 0..47"):
+        env.reset(options={"demo": 99})
+    with pytest.raises(ValueError, match="unknown demo 'nope'"):
+        env.reset(options={"demo": "nope"})
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"demos": 1})
+    with pytest.raises(TypeError, match="options\\['demo'\\]"):
+        env.reset(options={"demo": 1.5})
+
+
+def test_bad_constructor_arguments(env_kwargs, tmp_path):
+    with pytest.raises(TypeError, match="unknown PsiW0-Retarget option.*frame_stak"):
+        gym.make(ENV_ID, frame_stak=2, **env_kwargs)
+    with pytest.raises(ValueError, match="action_mode"):
+        gym.make(ENV_ID, action_mode="delta", **env_kwargs)
+    with pytest.raises(ValueError, match="frame_stack"):
+        gym.make(ENV_ID, frame_stack=0, **env_kwargs)
+    with pytest.raises(ValueError, match="unknown reward model 'shiny'.*object_tracking"):
+        gym.make(ENV_ID, **{**env_kwargs, "reward_model": "shiny"})
+    with pytest.raises(FileNotFoundError):
+        gym.make(ENV_ID, **{**env_kwargs, "world_model": str(tmp_path / "missing")})
+    with pytest.raises(psi_gym.data.lerobot.DatasetError):
+        gym.make(ENV_ID, demos=tmp_path, **env_kwargs)
+    with pytest.raises(ValueError, match="render_mode"):
+        PsiW0RetargetEnv(render_mode="ansi", **env_kwargs)
+
+
+def test_reward_model_output_is_checked(world_model_path):
+    env = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=lambda batch: np.zeros(3))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="1 rewards"):
+        env.step(np.zeros(22, np.float32))
+    env = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=lambda batch: [float("nan")])
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.zeros(22, np.float32))
