@@ -203,7 +203,7 @@ def _load_plugins() -> None:
     """Subcommands that live next to their part of the library register themselves here."""
     import importlib
 
-    for module in ("psi_gym.world_model.commands", "psi_gym.envs.commands"):
+    for module in ("psi_gym.world_model.commands", "psi_gym.rewards.commands", "psi_gym.envs.commands"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:

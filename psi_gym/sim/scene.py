@@ -108,7 +108,7 @@ def scene_xml(hand: HandSpec, object_kind: str, image_size: int = 64) -> str:
     <geom name="wall" type="plane" pos="0 0.45 0" zaxis="0 -1 0" size="2 2 0.1" rgba="0.50 0.62 0.78 1" contype="0" conaffinity="0"/>
     <geom name="table" type="box" pos="0 0 -0.02" size="0.60 0.45 0.02" rgba="{TABLE_RGBA}" contype="1" conaffinity="3" condim="3" friction="0.8 0.01 0.001"/>
     <body name="mark" pos="0 0 -1">
-      <geom name="mark" type="cylinder" size="0.032 0.0008" pos="0 0 0.0008" rgba="{MARK_RGBA}" contype="0" conaffinity="0"/>
+      <geom name="mark" type="cylinder" size="0.05 0.0008" pos="0 0 0.0008" rgba="{MARK_RGBA}" contype="0" conaffinity="0"/>
     </body>
     <camera name="front" pos="0.0 -0.40 0.22" xyaxes="1 0 0 0 0.287 0.958" fovy="45"/>
     <body name="object" pos="0 0 0.05">

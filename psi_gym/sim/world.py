@@ -109,7 +109,10 @@ class World:
             alpha = min(1.0, (i + 1) / ramp)
             data.ctrl[:] = start + alpha * (target - start)
             mujoco.mj_step(model, data)
-        if any(data.warning[w].number for w in _INSTABILITY_WARNINGS):
+        # MuJoCo flags NaN/huge values itself; an object flung off at tens of m/s (possible
+        # before that flag trips) is just as unphysical.
+        flung = np.abs(data.qvel[self._object_qvel : self._object_qvel + 3]).max() > 20.0
+        if flung or any(data.warning[w].number for w in _INSTABILITY_WARNINGS):
             raise SimulationUnstable(f"the simulation of {self.hand}/{self.object_kind} became unstable at t={data.time:.3f}s")
 
     def _clip(self, qpos: np.ndarray) -> np.ndarray:
