@@ -12,7 +12,8 @@ source               joint targets
 ``explore``          the retargeted reference plus a smooth random residual, the kind of
                      action an RL policy tries inside the world model
 ``perturbed``        a scripted plan with a structured perturbation: ``offset``,
-                     ``timing_shift``, ``noise``, ``early_release``, ``missed_grasp``
+                     ``timing_shift``, ``noise``, ``early_release``, ``missed_grasp``,
+                     ``stop_early``
 ==================== ==================================================================
 
 Success or failure is read off the simulator, never assumed from the perturbation.
@@ -35,7 +36,7 @@ from psi_gym.sim.tasks import TASKS, get_task
 from psi_gym.sim.world import SimulationUnstable, get_world, start_qpos
 
 SOURCE_WEIGHTS = {"scripted": 0.30, "retarget": 0.15, "explore": 0.30, "perturbed": 0.25}
-PERTURBATIONS = ("offset", "timing_shift", "noise", "early_release", "missed_grasp")
+PERTURBATIONS = ("offset", "timing_shift", "noise", "early_release", "missed_grasp", "stop_early")
 
 
 def make_rollout(seed: int, index: int, task_name: str | None = None, image_size: int = 64) -> Episode:
@@ -130,6 +131,57 @@ def perturb(targets: np.ndarray, name: str, rng: np.random.Generator, num_joints
         out[release:, fingers] = targets[0, fingers]
     elif name == "missed_grasp":  # the hand stops 2-5 cm short of the object
         out[:, 2] += rng.uniform(0.02, 0.05)
+    elif name == "stop_early":  # the arm stops partway (and may drift up): no lift, push short
+        stop = int(rng.integers(steps // 3, steps - 6))
+        out[stop:, :6] = targets[stop, :6]
+        out[stop:, 2] += np.linspace(0.0, rng.uniform(0.0, 0.06), steps - stop)
     else:
         raise ValueError(f"unknown perturbation {name!r}: expected one of {PERTURBATIONS}")
     return out
+
+
+def make_counterfactual_pair(seed: int, index: int, task_name: str | None = None, image_size: int = 64) -> tuple[Episode, Episode, int]:
+    """Two robot episodes that share a start and differ in actions from `branch` on: the first
+    succeeds in the simulator, the second fails. Returns (success, failure, branch).
+
+    Both follow the same scripted plan until `branch` (so frames 0..branch are identical); then
+    the failure branch lets go (lift tasks: the fingers open again) or breaks off the push (the
+    hand rises and stops). Scenes are redrawn until the simulator confirms one success and one
+    failure, so the pair tests whether a world model predicts the *outcome* of the actions.
+    """
+    task = get_task(task_name) if task_name else get_task(sorted(TASKS)[index % len(TASKS)])
+    world = get_world("robot", task.object_kind, image_size)
+    spec = world.spec
+    for attempt in range(20):
+        rng = episode_rng(seed, index, stream=3 + 10 * attempt)
+        scene = task.sample_scene(rng)
+        plan = plan_task(scene, "robot", rng)
+        if task.name.startswith("lift"):
+            branch = int(rng.integers(14, 19))
+            failure = plan.copy()
+            release = branch + int(rng.integers(0, 3))
+            failure[release:, 6:] = start_qpos(spec, scene)[6:]
+            label = "early_release"
+        else:
+            branch = int(rng.integers(12, 17))
+            failure = plan.copy()
+            failure[branch:, :2] = plan[branch, :2]  # stop pushing where the hand is
+            failure[branch:, 2] = plan[branch:, 2] + np.linspace(0.0, 0.06, len(plan) - branch)
+            label = "stopped_push"
+        start = start_qpos(spec, scene)
+        try:
+            good = run_targets(world, scene, plan, start_qpos=start)
+            bad = run_targets(world, scene, failure, start_qpos=start)
+        except SimulationUnstable:
+            continue
+        if good.success and not bad.success:
+            pair = []
+            for recording, targets, name in ((good, plan, ""), (bad, failure, label)):
+                pair.append(Episode(
+                    task=task.name, instruction=task.instruction, embodiment="robot", frames=recording.frames,
+                    state=recording.state, action=recording.action, object_pose=recording.object_pose,
+                    success=recording.success, scene=scene.to_dict(), seed=int(seed), source="rollout",
+                    perturbation=name, metadata={"index": int(index), "kind": "counterfactual", "branch": branch},
+                ).validate())
+            return pair[0], pair[1], branch
+    raise RuntimeError(f"no success/failure pair found for {task.name} (seed {seed}, index {index})")

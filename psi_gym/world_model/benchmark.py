@@ -1,9 +1,15 @@
-"""Wall-clock speed of `WorldModel.predict` (ms per batched env step, env steps per second)."""
+"""Wall-clock speed of `WorldModel.predict` (ms per batched env step, env steps per second).
+
+On a CPU that other processes share, PyTorch's OpenMP pool (2 threads on 2 cores) spends most of
+its time in barrier waits: measured here under load, B=1 went from 575 ms to 35 ms with
+``torch.set_num_threads(1)``. Use one thread whenever the cores are not the model's alone (a
+vector env next to a policy, the MuJoCo verifier, parallel tests).
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

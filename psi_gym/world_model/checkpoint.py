@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from .config import WanBackboneConfig, WorldModelConfig
 
@@ -102,6 +102,23 @@ def load_world_model(cls: type, name_or_path: str | os.PathLike, **kwargs: Any) 
         f"{path} holds no {CONFIG_NAME}: expected a world-model folder from WorldModel.save_pretrained "
         f"({CONFIG_NAME} + {WEIGHTS_NAME}) or a Wan diffusers folder with transformer/{CONFIG_NAME}"
     )
+
+
+def is_wan_folder(name_or_path: str | os.PathLike) -> bool:
+    """True for a Wan diffusers folder (a `WanTransformer3DModel` in ``transformer/`` or at the top)."""
+    path = Path(name_or_path)
+    if str(name_or_path) == "default" or not path.is_dir():
+        return False
+    if (path / CONFIG_NAME).is_file():
+        try:
+            class_name = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8")).get("_class_name")
+        except (OSError, ValueError):
+            return False
+        if class_name == "WanTransformer3DModel":
+            return True
+        if class_name == "WorldModel":
+            return False
+    return (path / "transformer" / CONFIG_NAME).is_file()
 
 
 def _check_loading_info(path: Path, info: dict[str, list]) -> None:
@@ -267,6 +284,7 @@ __all__ = [
     "WanBackboneConfig",
     "adapt_backbone_channels",
     "default_checkpoint_path",
+    "is_wan_folder",
     "load_optimizer_state",
     "load_world_model",
     "resolve_checkpoint_path",

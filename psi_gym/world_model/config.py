@@ -36,7 +36,8 @@ class WanBackboneConfig:
     """width of the conditioning tokens fed as ``encoder_hidden_states``."""
     freq_dim: int = 64
     """sinusoidal timestep features."""
-    ffn_dim: int = 512
+    ffn_dim: int = 256
+    """2x the width: as good as 4x on MuJoCo rollouts at 800 steps, 28% faster at batch 64 on CPU."""
     num_layers: int = 4
     cross_attn_norm: bool = True
     qk_norm: str | None = "rms_norm_across_heads"
@@ -118,7 +119,9 @@ class WorldModelConfig:
     """x0 = last context frame + network output (the static scene is free)."""
     coordinate_channels: bool = True
     """feed (x, y) pixel coordinates as two more input channels (absolute position for the tokens)."""
-    num_inference_steps: int = 2
+    num_inference_steps: int = 1
+    """flow-matching steps of `predict`. Measured on MuJoCo rollouts: 1 step gave the best one-step
+    PSNR and equal 16-step rollouts at half the cost of 2; use 2-4 for committed (sharper) samples."""
     sigma_shift: float = 1.0
     """flow-matching timestep shift of the sampling schedule (1 = none)."""
     stochastic_sampling: bool = False
@@ -157,3 +160,53 @@ def debug_config(**changes: Any) -> WorldModelConfig:
     """A few-thousand-parameter model for unit tests."""
     base = WorldModelConfig(backbone=DEBUG_BACKBONE, head_hidden_dim=16, readout_dim=2, num_action_tokens=1)
     return dataclasses.replace(base, **changes)
+
+
+TIME_SAMPLINGS = ("uniform", "logit_normal", "inference_mix")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of `train_world_model` (sizes of the model live in ``model``)."""
+
+    model: WorldModelConfig = field(default_factory=tiny_config)
+    """architecture; normalisation ranges are filled in from the data."""
+    init_from: str | None = None
+    """start from this world-model or Wan diffusers folder instead of a fresh model."""
+    num_steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    time_sampling: str = "inference_mix"
+    """``uniform``, ``logit_normal`` or ``inference_mix`` (half the draws at the sampler's levels)."""
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    change_weight: float = 4.0
+    """lambda: extra weight of pixels that change between the last context frame and the target."""
+    change_threshold: float = 0.04
+    """in [-1, 1] units (0.04 ~ 5/255)."""
+    change_dilation: int = 2
+    """pixels the change mask grows by."""
+    state_loss_weight: float = 1.0
+    object_loss_weight: float = 1.0
+    context_noise: float = 0.0
+    """max std of Gaussian noise added to context frames (per-sample uniform level)."""
+    self_rollout_prob: float = 0.25
+    """probability that a batch's newest context frame is the model's own prediction."""
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    seed: int = 0
+    mixed_precision: str = "no"
+    """``no``, ``bf16`` or ``fp16`` (accelerate)."""
+    max_time_s: float | None = None
+    """stop early (and save) after this much wall time."""
+    robot_only: bool = True
+    """drop human episodes (the world model predicts the robot domain)."""
+    num_threads: int | None = None
+    """``torch.set_num_threads`` for this process (CPU training; 1 is often fastest on a busy machine)."""
+    eval_every: int = 0
+    """steps between calls of ``train_world_model``'s ``callback`` (0: never)."""
+    progress: bool = True

@@ -14,8 +14,8 @@ All frames of all episodes sit in one uint8 tensor; windows are rows of index te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -116,6 +116,13 @@ class WindowDataset:
         self.instruction_table = torch.stack([instruction_embeddings[text].float() for text in instructions])
         self.num_episodes = len(episodes)
 
+    def to(self, device: torch.device | str) -> WindowDataset:
+        """Move the stacked tensors (frames stay uint8) to ``device``, e.g. the GPU, once."""
+        for name in ("frames", "context_index", "target_index", "state", "action", "next_state",
+                     "next_object", "instruction_id", "instruction_table"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
     def __len__(self) -> int:
         return int(self.target_index.shape[0])
 
@@ -126,7 +133,8 @@ class WindowDataset:
 
     def get(self, index: torch.Tensor, device: torch.device | str = "cpu") -> WindowBatch:
         """The windows at ``index`` (a (B,) long tensor), moved to ``device``."""
-        index = index.to("cpu")
+        previous = self.previous_index[index.to("cpu")]
+        index = index.to(self.frames.device)
         return WindowBatch(
             context=self._to_model_frames(self.frames[self.context_index[index]].to(device)),
             target_frame=self._to_model_frames(self.frames[self.target_index[index]].to(device)),
@@ -135,7 +143,7 @@ class WindowDataset:
             next_state=self.next_state[index].to(device),
             next_object_position=self.next_object[index].to(device),
             instruction_embedding=self.instruction_table[self.instruction_id[index]].to(device),
-            previous=self.previous_index[index],
+            previous=previous,
         )
 
     def sample(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> WindowBatch:

@@ -7,7 +7,7 @@ pixels that do change (``changed_psnr``: hand and object).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -32,16 +32,18 @@ head is auxiliary: it forces the trunk to represent the object.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
 from diffusers import ConfigMixin, ModelMixin, WanTransformer3DModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
+from torch import nn
 
+from .attention import use_fast_rotary_attention
 from .config import (
     ACTION_DIM,
     INSTRUCTION_DIM,
@@ -85,15 +87,16 @@ class WorldModelForwardOutput(BaseOutput):
     object_position: torch.Tensor
 
 
-def _range_buffer(values: Sequence[float] | None, dim: int, default: float, name: str) -> torch.Tensor:
+def _range_values(values: Sequence[float] | None, dim: int, default: float, name: str) -> np.ndarray:
+    # checked in numpy so that a model can also be built on the meta device
     if values is None:
-        return torch.full((dim,), float(default))
-    tensor = torch.as_tensor(list(values), dtype=torch.float32)
-    if tensor.shape != (dim,):
-        raise ValueError(f"{name} must have {dim} values, got {tuple(tensor.shape)}")
-    if not torch.isfinite(tensor).all():
+        return np.full((dim,), default, np.float32)
+    array = np.asarray(list(values), dtype=np.float32)
+    if array.shape != (dim,):
+        raise ValueError(f"{name} must have {dim} values, got {array.shape}")
+    if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or inf")
-    return tensor
+    return array
 
 
 class _MLP(nn.Sequential):
@@ -138,7 +141,7 @@ class WorldModel(ModelMixin, ConfigMixin):
         head_hidden_dim: int = 256,
         predict_residual: bool = True,
         coordinate_channels: bool = True,
-        num_inference_steps: int = 2,
+        num_inference_steps: int = 1,
         sigma_shift: float = 1.0,
         stochastic_sampling: bool = False,
         action_low: list[float] | None = None,
@@ -175,6 +178,7 @@ class WorldModel(ModelMixin, ConfigMixin):
             self.transformer = WanTransformer3DModel(
                 **backbone_config.to_dict(), in_channels=in_channels, out_channels=3
             )
+        use_fast_rotary_attention(self.transformer)  # same numbers as diffusers', ~20% faster on CPU
         if pretrained_backbone is None and predict_residual:
             # x0 = last context frame + output: start from "nothing moves" (DiT's zero-init).
             nn.init.zeros_(self.transformer.proj_out.weight)
@@ -199,12 +203,12 @@ class WorldModel(ModelMixin, ConfigMixin):
             "object": (object_low, object_high, object_position_dim),
         }
         for name, (low, high, dim) in ranges.items():
-            low_t = _range_buffer(low, dim, -1.0, f"{name}_low")
-            high_t = _range_buffer(high, dim, 1.0, f"{name}_high")
-            if not (high_t > low_t).all():
+            low_values = _range_values(low, dim, -1.0, f"{name}_low")
+            high_values = _range_values(high, dim, 1.0, f"{name}_high")
+            if not (high_values > low_values).all():
                 raise ValueError(f"{name}_high must exceed {name}_low in every dimension")
-            self.register_buffer(f"{name}_low_buffer", low_t, persistent=False)
-            self.register_buffer(f"{name}_high_buffer", high_t, persistent=False)
+            self.register_buffer(f"{name}_low_buffer", torch.as_tensor(low_values), persistent=False)
+            self.register_buffer(f"{name}_high_buffer", torch.as_tensor(high_values), persistent=False)
 
         ramp = torch.linspace(-1.0, 1.0, image_size)
         coordinates = torch.stack(torch.meshgrid(ramp, ramp, indexing="xy"))  # (2, H, W): x, y
@@ -242,15 +246,19 @@ class WorldModel(ModelMixin, ConfigMixin):
         """
         dims = {"action": self.config.action_dim, "state": self.config.state_dim,
                 "object": self.config.object_position_dim}
+        current = {f"{name}_{side}": getattr(self, f"{name}_{side}_buffer").cpu().numpy()
+                   for name in dims for side in ("low", "high")}
         for key, values in ranges.items():
             name, _, side = key.rpartition("_")
             if name not in dims or side not in ("low", "high"):
                 raise ValueError(f"unknown normalisation range {key!r}; expected one of action/state/object _low/_high")
-            tensor = _range_buffer(values, dims[name], -1.0 if side == "low" else 1.0, key)
-            getattr(self, f"{key}_buffer").copy_(tensor)
+            current[key] = _range_values(values, dims[name], -1.0 if side == "low" else 1.0, key)
         for name in dims:
-            if not (getattr(self, f"{name}_high_buffer") > getattr(self, f"{name}_low_buffer")).all():
+            if not (current[f"{name}_high"] > current[f"{name}_low"]).all():
                 raise ValueError(f"{name}_high must exceed {name}_low in every dimension")
+        for key in ranges:
+            buffer = getattr(self, f"{key}_buffer")
+            buffer.copy_(torch.as_tensor(current[key]).to(buffer.device))
         self.register_to_config(**{key: None if v is None else [float(x) for x in v] for key, v in ranges.items()})
 
     # ------------------------------------------------------------------------- normalisation
@@ -385,7 +393,7 @@ class WorldModel(ModelMixin, ConfigMixin):
             output_type = "pt" if isinstance(context_frames, torch.Tensor) else "np"
         if output_type not in ("np", "pt"):
             raise ValueError(f"output_type must be 'np' or 'pt', got {output_type!r}")
-        steps = int(num_inference_steps or self.config.num_inference_steps)
+        steps = int(self.config.num_inference_steps if num_inference_steps is None else num_inference_steps)
         if steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
 

@@ -14,7 +14,7 @@ The timestep handed to the network is ``t = 1000 * sigma`` (the scheduler's own 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -29,9 +29,9 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,56 +41,11 @@ from tqdm.auto import tqdm
 
 from psi_gym.data.episode import Episode
 
-from .checkpoint import load_optimizer_state, save_optimizer_state
-from .config import WorldModelConfig, tiny_config
+from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
+from .config import TIME_SAMPLINGS, TrainConfig, WorldModelConfig
 from .dataset import WindowBatch, WindowDataset, compute_normalization
 from .model import WorldModel
 from .sampler import sampling_sigmas
-
-TIME_SAMPLINGS = ("uniform", "logit_normal", "inference_mix")
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of `train_world_model` (sizes of the model live in ``model``)."""
-
-    model: WorldModelConfig = field(default_factory=tiny_config)
-    """architecture; normalisation ranges are filled in from the data."""
-    init_from: str | None = None
-    """start from this world-model or Wan diffusers folder instead of a fresh model."""
-    num_steps: int = 3000
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    min_learning_rate: float = 1e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    time_sampling: str = "inference_mix"
-    """``uniform``, ``logit_normal`` or ``inference_mix`` (half the draws at the sampler's levels)."""
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    change_weight: float = 4.0
-    """lambda: extra weight of pixels that change between the last context frame and the target."""
-    change_threshold: float = 0.04
-    """in [-1, 1] units (0.04 ~ 5/255)."""
-    change_dilation: int = 2
-    """pixels the change mask grows by."""
-    state_loss_weight: float = 1.0
-    object_loss_weight: float = 1.0
-    context_noise: float = 0.0
-    """max std of Gaussian noise added to context frames (per-sample uniform level)."""
-    self_rollout_prob: float = 0.0
-    """probability that a batch's newest context frame is the model's own prediction."""
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    seed: int = 0
-    mixed_precision: str = "no"
-    """``no``, ``bf16`` or ``fp16`` (accelerate)."""
-    max_time_s: float | None = None
-    """stop early (and save) after this much wall time."""
-    robot_only: bool = True
-    """drop human episodes (the world model predicts the robot domain)."""
-    progress: bool = True
 
 
 # --------------------------------------------------------------------------------- the loss
@@ -258,11 +213,18 @@ def _config_json(config: TrainConfig) -> dict[str, Any]:
 def build_model(config: TrainConfig, episodes: list[Episode]) -> WorldModel:
     """A fresh (or ``init_from``) world model whose normalisation ranges come from ``episodes``."""
     ranges = compute_normalization(episodes)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global RNG
+        torch.manual_seed(config.seed)
+        return _build_model(config, ranges)
+
+
+def _build_model(config: TrainConfig, ranges: dict[str, list[float]]) -> WorldModel:
     if config.init_from is not None:
-        model = WorldModel.from_pretrained(config.init_from)
-        if all(model.config[key] is None for key in ranges):
-            model.set_normalization(**ranges)  # a Wan backbone: the new parts learn these units
-        return model
+        if is_wan_folder(config.init_from):
+            # a pretrained Wan backbone: everything around it comes from config.model and the data
+            overrides = {k: v for k, v in config.model.to_kwargs().items() if k != "backbone"}
+            return WorldModel.from_pretrained(config.init_from, **{**overrides, **ranges})
+        return WorldModel.from_pretrained(config.init_from)  # fine-tune a world model in its own units
     model_config = dataclasses.replace(config.model, **ranges)
     return WorldModel.from_model_config(model_config)
 
@@ -272,6 +234,7 @@ def train_world_model(
     config: TrainConfig | None = None,
     out_dir: str | os.PathLike = "runs/w0",
     resume: bool = True,
+    callback: Callable[[int, WorldModel], dict[str, float] | None] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) a world model; returns a JSON-able summary.
 
@@ -280,7 +243,10 @@ def train_world_model(
             `psi_gym.data.lerobot.read_episodes`.
         config: hyper-parameters (default `TrainConfig()`).
         out_dir: checkpoints go to ``out_dir/checkpoint-<step>/``, the model to ``out_dir/final/``.
-        resume: continue from the newest complete checkpoint in ``out_dir`` if there is one.
+        resume: continue from the newest complete checkpoint in ``out_dir`` if there is one (its
+            model config wins over ``config.model``).
+        callback: called as ``callback(step, model)`` every ``config.eval_every`` steps on the main
+            process (model in eval mode, no grad); a returned dict of numbers joins the history.
 
     Returns:
         ``{"steps", "final_loss", "frame_mse", "state_mse", "object_mse", "time_s", "final_dir",
@@ -292,6 +258,8 @@ def train_world_model(
     if config.time_sampling not in TIME_SAMPLINGS:
         raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
     out_dir = Path(out_dir)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     is_main = accelerator.is_main_process
     start_time = time.perf_counter()
@@ -318,6 +286,8 @@ def train_world_model(
     normalize = {"state": model.normalize_state, "action": model.normalize_action,
                  "object": model.normalize_object_position}
     dataset = WindowDataset(episodes_list, model.num_context_frames, embeddings, normalize)
+    if accelerator.device.type != "cpu":
+        dataset.to(accelerator.device)  # batches are gathered on the GPU: no host copies per step
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.99))
@@ -370,13 +340,24 @@ def train_world_model(
                                  state=f"{running['state']:.4f}", obj=f"{running['object']:.4f}")
         if step % 100 == 0:
             history.append({"step": step, **{k: round(v, 6) for k, v in running.items()}})
+        if callback is not None and config.eval_every > 0 and step % config.eval_every == 0 and is_main:
+            unwrapped.eval()
+            with torch.no_grad():
+                metrics = callback(step, unwrapped)
+            unwrapped.train()
+            if metrics:
+                history.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
         out_of_time = config.max_time_s is not None and time.perf_counter() - start_time > config.max_time_s
-        if out_of_time:
-            stopped_early = True
-        if (step % config.checkpoint_every == 0 or step == config.num_steps or out_of_time) and is_main:
-            state = {"history": history, "config": _config_json(config), "loss": running.get("loss")}
-            _save_checkpoint(out_dir, step, unwrapped, optimizer, generator, state, config.keep_checkpoints)
-        accelerator.wait_for_everyone()
+        if config.max_time_s is not None and accelerator.num_processes > 1:
+            # every process must stop at the same step, or the next gradient all-reduce hangs
+            flag = torch.tensor([float(out_of_time)], device=device)
+            out_of_time = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+        stopped_early = stopped_early or out_of_time
+        if step % config.checkpoint_every == 0 or step == config.num_steps or out_of_time:
+            if is_main:
+                state = {"history": history, "config": _config_json(config), "loss": running.get("loss")}
+                _save_checkpoint(out_dir, step, unwrapped, optimizer, generator, state, config.keep_checkpoints)
+            accelerator.wait_for_everyone()
         if out_of_time:
             break
     progress.close()
@@ -398,6 +379,7 @@ def train_world_model(
         "resumed_from": resumed_from,
         "stopped_early": stopped_early,
         "num_parameters": unwrapped.num_parameters(),
+        "history": history,
     }
     if is_main:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
