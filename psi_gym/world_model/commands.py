@@ -82,6 +82,35 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def configure_eval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default="default", help="world-model folder or 'default'")
+    parser.add_argument("--estimator", default="default", help="object-state/success estimator folder or 'default'")
+    parser.add_argument("--episodes", type=int, default=48, help="fresh held-out rollouts for PSNR/SSIM")
+    parser.add_argument("--pairs", type=int, default=30, help="success/failure pairs for outcome agreement")
+    parser.add_argument("--horizon", type=int, default=8, help="open-loop prediction steps (>= 8)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--video", type=Path, default=None, help="folder for predicted-vs-true videos")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from psi_gym.rewards.object_state import ObjectStateEstimator
+
+    from .fidelity import FidelityConfig, evaluate_fidelity
+    from .model import WorldModel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = WorldModel.from_pretrained(args.checkpoint).to(args.device).eval()
+    estimator = ObjectStateEstimator.from_pretrained(args.estimator).to(args.device).eval()
+    config = FidelityConfig(episodes=args.episodes, pairs=args.pairs, horizon=args.horizon, seed=args.seed,
+                            video_dir=args.video)
+    return {"checkpoint": args.checkpoint, **evaluate_fidelity(model, estimator, config)}
+
+
 def _register() -> None:
     from psi_gym.cli import register
 
@@ -89,6 +118,8 @@ def _register() -> None:
              configure_train, run_train)
     register("bench-w0", "time WorldModel.predict (ms per batched step, env steps per second)",
              configure_bench, run_bench)
+    register("eval-w0", "fidelity of a world model against the simulator: PSNR/SSIM, counterfactual outcome agreement, speed",
+             configure_eval, run_eval)
 
 
 _register()
