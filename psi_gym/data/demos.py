@@ -40,24 +40,11 @@ def make_demo(task_name: str, seed: int, index: int = 0, tier: str = "precision"
     keypoints, wrist_pose = recording.keypoints, recording.wrist_pose
     if tier == "generalization":
         keypoints, wrist_pose = estimator_noise(keypoints, wrist_pose, episode_rng(seed, index, stream=1))
-    return Episode(
-        task=task.name,
-        instruction=task.instruction,
-        embodiment="human",
-        frames=recording.frames,
-        state=recording.state,
-        action=recording.action,
-        object_pose=recording.object_pose,
-        success=recording.success,
-        scene=scene.to_dict(),
-        seed=int(seed),
-        source="demo",
-        tier=tier,
-        wrist_pose=wrist_pose.astype(np.float32),
-        keypoints=keypoints.astype(np.float32),
-        tactile=recording.tactile.astype(np.float32),
+    return Episode.from_recording(
+        recording, task, scene, "human", seed=int(seed), source="demo", tier=tier,
+        wrist_pose=wrist_pose.astype(np.float32), keypoints=keypoints.astype(np.float32),
         metadata={"index": int(index), "id": demo_id(task.name, tier, seed, index)},
-    ).validate()
+    )
 
 
 def demo_id(task: str, tier: str, seed: int, index: int) -> str:

@@ -103,6 +103,24 @@ class Episode:
             raise EpisodeError(f"scene and metadata must be JSON-serialisable: {error}") from None
         return self
 
+    @classmethod
+    def from_recording(cls, recording: Any, task: Any, scene: Any, embodiment: str, **fields: Any) -> Episode:
+        """The episode of a `psi_gym.sim.rollout.Recording` of `task` in `scene` (validated).
+
+        Human-only modalities are taken from the recording for the human hand only; `fields`
+        sets the rest (``source``, ``seed``, ``metadata`` ...) or overrides them."""
+        human = embodiment == "human"
+        values = {
+            "task": task.name, "instruction": task.instruction, "embodiment": embodiment,
+            "frames": recording.frames, "state": recording.state, "action": recording.action,
+            "object_pose": recording.object_pose, "success": bool(recording.success), "scene": scene.to_dict(),
+            "wrist_pose": recording.wrist_pose.astype(np.float32) if human else None,
+            "keypoints": recording.keypoints.astype(np.float32) if human else None,
+            "tactile": recording.tactile.astype(np.float32) if human else None,
+        }
+        values.update(fields)
+        return cls(**values).validate()
+
     def replace(self, **changes: Any) -> Episode:
         return dataclasses.replace(self, **changes)
 

@@ -74,21 +74,10 @@ def _make_rollout(seed: int, index: int, task_name: str | None, image_size: int,
             perturbation = str(rng.choice(PERTURBATIONS))
             targets = perturb(targets, perturbation, rng, spec.num_joints)
     recording = run_targets(get_world("robot", task.object_kind, image_size), scene, targets, start_qpos=start)
-    return Episode(
-        task=task.name,
-        instruction=task.instruction,
-        embodiment="robot",
-        frames=recording.frames,
-        state=recording.state,
-        action=recording.action,
-        object_pose=recording.object_pose,
-        success=recording.success,
-        scene=scene.to_dict(),
-        seed=int(seed),
-        source="rollout",
-        perturbation=perturbation,
+    return Episode.from_recording(
+        recording, task, scene, "robot", seed=int(seed), source="rollout", perturbation=perturbation,
         metadata={"index": int(index), "kind": str(kind), "attempt": attempt},
-    ).validate()
+    )
 
 
 def iter_rollouts(num: int, seed: int, task_names: list[str] | None = None, image_size: int = 64,
@@ -175,13 +164,11 @@ def make_counterfactual_pair(seed: int, index: int, task_name: str | None = None
         except SimulationUnstable:
             continue
         if good.success and not bad.success:
-            pair = []
-            for recording, targets, name in ((good, plan, ""), (bad, failure, label)):
-                pair.append(Episode(
-                    task=task.name, instruction=task.instruction, embodiment="robot", frames=recording.frames,
-                    state=recording.state, action=recording.action, object_pose=recording.object_pose,
-                    success=recording.success, scene=scene.to_dict(), seed=int(seed), source="rollout",
-                    perturbation=name, metadata={"index": int(index), "kind": "counterfactual", "branch": branch},
-                ).validate())
-            return pair[0], pair[1], branch
+            metadata = {"index": int(index), "kind": "counterfactual", "branch": branch}
+            success, failed = (
+                Episode.from_recording(recording, task, scene, "robot", seed=int(seed), source="rollout",
+                                       perturbation=name, metadata=metadata)
+                for recording, name in ((good, ""), (bad, label))
+            )
+            return success, failed, branch
     raise RuntimeError(f"no success/failure pair found for {task.name} (seed {seed}, index {index})")

@@ -8,6 +8,7 @@ from psi_gym.data.episode import Episode, EpisodeError
 from psi_gym.retarget.retargeter import Retargeter
 from psi_gym.sim.rollout import run_targets
 from psi_gym.sim.scene import SceneParams
+from psi_gym.sim.tasks import get_task
 from psi_gym.sim.world import get_world
 
 
@@ -29,25 +30,14 @@ def retarget_episode(demo: Episode, retargeter: Retargeter | None = None, image_
     reference = reference_from_demo(demo, retargeter)
     scene = SceneParams.from_dict(demo.scene)
     recording = replay_reference(scene, reference, image_size or demo.image_size[0])
-    return Episode(
-        task=demo.task,
-        instruction=demo.instruction,
-        embodiment="robot",
-        frames=recording.frames,
-        state=recording.state,
-        action=recording.action,
-        object_pose=recording.object_pose,
-        success=recording.success,
-        scene=demo.scene,
-        seed=demo.seed,
-        source="retarget",
-        tier=demo.tier,
+    # What an env needs to start from this demo without the human data: the robot reference
+    # and the human's object trajectory (the object-centric reward tracks it).
+    return Episode.from_recording(
+        recording, get_task(demo.task), scene, "robot", seed=demo.seed, source="retarget", tier=demo.tier,
         parent=str(demo.metadata.get("id", "")),
-        # What an env needs to start from this demo without the human data: the robot reference
-        # and the human's object trajectory (the object-centric reward tracks it).
         metadata={
             "reference": reference.tolist(),
             "human_object_pose": demo.object_pose.tolist(),
             "human_success": bool(demo.success),
         },
-    ).validate()
+    )
