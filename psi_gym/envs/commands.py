@@ -2,9 +2,11 @@
 
 For each N: the native vector env (``gym.make_vec("PsiW0-Retarget-v0", num_envs=N)``) stepped
 with random actions, timed, and split into world-model forward / reward model / env overhead
-(ms per batched step); then `psi_gym.sim.benchmark.sim_steps_per_second` for the same N, in the
-same process: N MuJoCo worlds stepped one after another (one control step + one 64 px render
-each), as a CPU vector env of the simulator runs. ``ratio`` = W0 env steps/s / sim steps/s.
+(ms per batched step); then the ground-truth simulator for the same N, in the same run: N MuJoCo
+worlds (one control step + one 64 px render each), split over ``--sim-workers`` processes as a
+subprocess vector env of the simulator runs them; by default as many processes as the world
+model has torch threads, so that both get the same cores (`psi_gym.sim.benchmark`).
+``ratio`` = W0 env steps/s / sim steps/s.
 
 ``w0_steps_per_s`` counts the env steps the world model predicted per second of wall time (a
 sub-env being autoreset that step is not counted, its reset time is); the profile's
@@ -41,6 +43,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimator", default="default", help="object-state estimator folder, 'default' or 'random'")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--sim-workers", type=int, default=None,
+                   help="simulator processes for the baseline (default: the world model's torch threads)")
     p.add_argument("--no-sim", action="store_true", help="skip the simulator baseline")
     p.add_argument("--seed", type=int, default=0)
 
@@ -87,6 +91,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.steps < 1 or args.warmup < 0:
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    if args.sim_workers is not None and args.sim_workers < 1:
+        raise ValueError(f"--sim-workers must be >= 1, got {args.sim_workers}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "estimator": str(args.estimator),
         "device": str(model.device),
         "torch_threads": torch.get_num_threads(),
+        "sim_workers": args.sim_workers or torch.get_num_threads(),
         "steps": args.steps,
         "profile_unit": "ms per batched step of N envs",
         "results": {},
@@ -112,12 +119,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"bench: N={num_envs}: world-model vector env ...")
         result = {"num_envs": num_envs, **_time_vector_env(num_envs, args)}
         if not args.no_sim:
-            from psi_gym.sim.benchmark import sim_steps_per_second
+            from psi_gym.sim.benchmark import parallel_sim_steps_per_second
 
             log(f"bench: N={num_envs}: ground-truth sim ...")
-            sim = sim_steps_per_second(num_envs=num_envs, steps=args.steps, seed=args.seed)
+            sim = parallel_sim_steps_per_second(num_envs=num_envs, workers=summary["sim_workers"], steps=args.steps,
+                                                seed=args.seed)
             result["sim_steps_per_s"] = sim["sim_steps_per_s"]
             result["ratio"] = result["w0_steps_per_s"] / sim["sim_steps_per_s"]
+            result["sim_workers"] = sim["workers"]
             result["sim_ms_per_env_step"] = {"physics": sim["physics_ms_per_step"], "render": sim["render_ms_per_frame"]}
         log(f"bench: N={num_envs}: {result['w0_steps_per_s']:.1f} W0 env steps/s"
             + (f", sim {result['sim_steps_per_s']:.1f}/s, ratio {result['ratio']:.2f}" if "ratio" in result else ""))

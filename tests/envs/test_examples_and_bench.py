@@ -40,7 +40,7 @@ def test_custom_reward_example_smoke(world_model_path):
 def test_bench_json(capsys, world_model_path, estimator_path):
     from psi_gym.world_model import default_checkpoint_path
 
-    argv = ["bench", "--json", "--num-envs", "1,2", "--steps", "3"]
+    argv = ["bench", "--json", "--num-envs", "1,2", "--steps", "3", "--sim-workers", "2"]
     if not (default_checkpoint_path() / "config.json").is_file():
         argv += ["--world-model", str(world_model_path), "--estimator", str(estimator_path)]
     assert main(argv) == 0
@@ -50,6 +50,7 @@ def test_bench_json(capsys, world_model_path, estimator_path):
         assert {"w0_steps_per_s", "sim_steps_per_s", "ratio", "profile_ms_per_step"} <= set(result)
         assert result["ratio"] == pytest.approx(result["w0_steps_per_s"] / result["sim_steps_per_s"])
         assert set(result["profile_ms_per_step"]) == {"world_model", "reward_model", "env_overhead", "total"}
+        assert result["sim_workers"] == min(2, result["num_envs"])  # never more processes than worlds
 
 
 def test_bench_without_a_checkpoint_says_so(capsys, tmp_path):
