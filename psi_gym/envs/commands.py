@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from psi_gym.cli import log, register
+from psi_gym.world_model.config import INFERENCE_DTYPES
 
 
 def _int_list(value: str) -> list[int]:
@@ -42,6 +43,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reward-model", default="object_tracking", help="reward model name or package.module:Name")
     p.add_argument("--estimator", default="default", help="object-state estimator folder, 'default' or 'random'")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", default="float32", choices=INFERENCE_DTYPES, help="world-model weights and compute")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     p.add_argument("--sim-workers", type=int, default=None,
                    help="simulator processes for the baseline (default: the world model's torch threads)")
@@ -53,7 +55,8 @@ def _time_vector_env(num_envs: int, args: argparse.Namespace) -> dict[str, Any]:
     import gymnasium as gym
 
     env = gym.make_vec("PsiW0-Retarget-v0", num_envs=num_envs, world_model=args.world_model,
-                       reward_model=args.reward_model, estimator=args.estimator, device=args.device)
+                       reward_model=args.reward_model, estimator=args.estimator, device=args.device,
+                       world_model_dtype=args.dtype)
     try:
         env.action_space.seed(args.seed)
         env.reset(seed=args.seed)  # loads demos, embeds instructions: not timed
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        model = load_world_model(args.world_model, args.device)
+        model = load_world_model(args.world_model, args.device, args.dtype)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} For a speed-only run pass --world-model random:tiny "
                                 "(untrained weights of the shipped size).") from None
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reward_model": str(args.reward_model),
         "estimator": str(args.estimator),
         "device": str(model.device),
+        "dtype": args.dtype,
         "torch_threads": torch.get_num_threads(),
         "sim_workers": args.sim_workers or torch.get_num_threads(),
         "steps": args.steps,

@@ -41,6 +41,7 @@ from psi_gym.envs.demos import (
 from psi_gym.rewards.base import RewardInput, as_reward_output
 from psi_gym.rewards.resolve import resolve_reward_model
 from psi_gym.sim.hands import hand_spec, residual_scale
+from psi_gym.world_model.config import INFERENCE_DTYPES
 
 if TYPE_CHECKING:
     from psi_gym.world_model import WorldModel
@@ -89,10 +90,16 @@ class PsiW0RetargetConfig:
     """world-model sampler steps (default: the checkpoint's own)."""
     device: str | None = None
     """where a loaded world model runs (default: CUDA if available, else CPU)."""
+    world_model_dtype: str = "float32"
+    """weights and compute of a loaded world model: ``"float32"``, ``"bfloat16"`` or ``"float16"``
+    (half precision is meant for GPUs; on the 2-core CPU bfloat16 measured no faster, see the
+    README)."""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        if self.world_model_dtype not in INFERENCE_DTYPES:
+            raise ValueError(f"world_model_dtype must be one of {INFERENCE_DTYPES}, got {self.world_model_dtype!r}")
         for name, low in (("reference_horizon", 1), ("frame_stack", 1), ("episode_slack", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -113,20 +120,24 @@ class PsiW0RetargetConfig:
         return dataclasses.replace(config or cls(), **overrides)
 
 
-_world_models: dict[tuple[str, str], WorldModel] = {}
+_world_models: dict[tuple[str, str, str], WorldModel] = {}
 _world_models_lock = threading.Lock()
 
 
-def load_world_model(spec: Any = "default", device: str | None = None) -> WorldModel:
+def load_world_model(spec: Any = "default", device: str | None = None, dtype: str = "float32") -> WorldModel:
     """A `WorldModel` (used as is), ``"default"``, a checkpoint folder or ``"random:tiny"`` /
-    ``"random:debug"`` -> a world model in eval mode. Loaded checkpoints are shared per (folder,
-    device): envs only run inference.
+    ``"random:debug"`` -> a world model in eval mode, its weights in ``dtype`` (one of
+    `INFERENCE_DTYPES`). Loaded checkpoints are shared per (folder, device, dtype): envs only
+    run inference.
 
     Raises:
         FileNotFoundError: the default checkpoint is not shipped yet / no folder at the path.
+        ValueError: an unknown dtype.
     """
     from psi_gym.world_model import WorldModel, debug_config, tiny_config
 
+    if dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"world-model dtype must be one of {INFERENCE_DTYPES}, got {dtype!r}")
     if isinstance(spec, WorldModel):
         return spec.eval()
     if not isinstance(spec, (str, os.PathLike)):
@@ -134,7 +145,8 @@ def load_world_model(spec: Any = "default", device: str | None = None) -> WorldM
                         f"got {type(spec).__name__}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     name = str(spec)
-    key = (name if name == "default" or name in RANDOM_WORLD_MODELS else str(os.path.realpath(os.path.expanduser(name))), device)
+    key = (name if name == "default" or name in RANDOM_WORLD_MODELS else str(os.path.realpath(os.path.expanduser(name))),
+           device, dtype)
     with _world_models_lock:
         if key not in _world_models:
             if name in RANDOM_WORLD_MODELS:
@@ -144,7 +156,7 @@ def load_world_model(spec: Any = "default", device: str | None = None) -> WorldM
                     model = WorldModel.from_model_config(config)
             else:
                 model = WorldModel.from_pretrained(name)
-            _world_models[key] = model.to(device).eval()
+            _world_models[key] = model.to(device, getattr(torch, dtype)).eval()
         return _world_models[key]
 
 
@@ -187,7 +199,7 @@ class RetargetRollout:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.config = config
         self.num_envs = n = int(num_envs)
-        self.world_model = load_world_model(config.world_model, config.device)
+        self.world_model = load_world_model(config.world_model, config.device, config.world_model_dtype)
         self.device = self.world_model.device
         self.reward_model = resolve_reward_model(config.reward_model, config.estimator)
         self.demos: DemoSet = shared_demo_set(config.demos, config.successful_demos_only)

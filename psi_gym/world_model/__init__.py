@@ -25,6 +25,7 @@ _EXPORTS = {
     "CheckpointError": "checkpoint",
     "default_checkpoint_path": "checkpoint",
     "DEBUG_BACKBONE": "config",
+    "INFERENCE_DTYPES": "config",
     "TrainConfig": "config",
     "WAN22_TI2V_5B_BACKBONE": "config",
     "WanBackboneConfig": "config",

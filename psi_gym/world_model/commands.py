@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, tiny_config  # light: no torch/diffusers until a job runs
+from .config import INFERENCE_DTYPES, TrainConfig, tiny_config  # light: no torch/diffusers until a job runs
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +91,8 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--video", type=Path, default=None, help="folder for predicted-vs-true videos")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=INFERENCE_DTYPES,
+                        help="world-model weights and compute (the estimator stays float32)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
 
 
@@ -104,11 +106,11 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = WorldModel.from_pretrained(args.checkpoint).to(args.device).eval()
+    model = WorldModel.from_pretrained(args.checkpoint).to(args.device, getattr(torch, args.dtype)).eval()
     estimator = ObjectStateEstimator.from_pretrained(args.estimator).to(args.device).eval()
     config = FidelityConfig(episodes=args.episodes, pairs=args.pairs, horizon=args.horizon, seed=args.seed,
                             video_dir=args.video)
-    return {"checkpoint": args.checkpoint, **evaluate_fidelity(model, estimator, config)}
+    return {"checkpoint": args.checkpoint, "dtype": args.dtype, **evaluate_fidelity(model, estimator, config)}
 
 
 def _register() -> None:

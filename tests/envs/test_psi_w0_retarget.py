@@ -10,6 +10,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.error import ResetNeeded
 
 import psi_gym
@@ -286,6 +287,18 @@ def test_bad_constructor_arguments(env_kwargs, tmp_path):
         gym.make(ENV_ID, demos=tmp_path, **env_kwargs)
     with pytest.raises(ValueError, match="render_mode"):
         PsiW0RetargetEnv(render_mode="ansi", **env_kwargs)
+    with pytest.raises(ValueError, match="world_model_dtype must be one of .*bfloat16"):
+        gym.make(ENV_ID, world_model_dtype="int8", **env_kwargs)
+
+
+def test_bfloat16_world_model_keeps_the_spaces(env_kwargs):
+    env = gym.make(ENV_ID, world_model_dtype="bfloat16", **env_kwargs)
+    assert env.unwrapped.rollout.world_model.dtype == torch.bfloat16
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        obs, reward, *_ = env.step(env.action_space.sample())
+        assert obs in env.observation_space and np.isfinite(reward)  # agent_pos stays float32
+    env.close()
 
 
 def test_reward_model_output_is_checked(world_model_path):
