@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from psi_gym.retarget.pipeline import retarget_episode
     from psi_gym.sim.tasks import TASKS
     from psi_gym.world_model import WorldModel
-    from psi_gym.world_model.fidelity import rollout_open_loop
+    from psi_gym.world_model.evaluation import psnr, rollout_open_loop
 
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"out": str(args.out)}
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     predicted = rollout_open_loop(model, [episode], [0], episode.num_steps, generator)[0]
     write_video(args.out / "w0_true_vs_predicted.mp4", side_by_side(episode.frames[1:], predicted), fps=10)
-    error = (predicted.astype(np.float64) - episode.frames[1:].astype(np.float64)) ** 2
-    summary["w0_open_loop_psnr"] = float(10 * np.log10(255.0**2 / error.mean()))
+    summary["w0_open_loop_psnr"] = psnr(predicted, episode.frames[1:])
 
     # 3. the Gymnasium env on the shipped defaults, following the reference (zero residual)
     log("3/3 PsiW0-Retarget-v0: one episode on the retargeted reference")

@@ -145,19 +145,18 @@ def make_counterfactual_pair(seed: int, index: int, task_name: str | None = None
         rng = episode_rng(seed, index, stream=3 + 10 * attempt)
         scene = task.sample_scene(rng)
         plan = plan_task(scene, "robot", rng)
+        start = start_qpos(spec, scene)
+        failure = plan.copy()
         if task.name.startswith("lift"):
             branch = int(rng.integers(14, 19))
-            failure = plan.copy()
             release = branch + int(rng.integers(0, 3))
-            failure[release:, 6:] = start_qpos(spec, scene)[6:]
+            failure[release:, 6:] = start[6:]
             label = "early_release"
         else:
             branch = int(rng.integers(12, 17))
-            failure = plan.copy()
             failure[branch:, :2] = plan[branch, :2]  # stop pushing where the hand is
             failure[branch:, 2] = plan[branch:, 2] + np.linspace(0.0, 0.06, len(plan) - branch)
             label = "stopped_push"
-        start = start_qpos(spec, scene)
         try:
             good = run_targets(world, scene, plan, start_qpos=start)
             bad = run_targets(world, scene, failure, start_qpos=start)

@@ -14,12 +14,13 @@ from typing import Any
 
 # The psi_gym robot: a 6-DoF wrist + 16 finger joints, position controlled.
 STATE_DIM = 22
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
-"""dtypes a trained world model can run in (``torch.<name>``): ``env world_model_dtype=``,
-``psi-gym bench --dtype``, ``psi-gym eval-w0 --dtype``."""
 ACTION_DIM = 22
 OBJECT_POSITION_DIM = 3
 INSTRUCTION_DIM = 384  # all-MiniLM-L6-v2 sentence embedding
+
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+"""dtypes a trained world model can run in (``torch.<name>``): ``env world_model_dtype=``,
+``psi-gym bench --dtype``, ``psi-gym eval-w0 --dtype``."""
 
 
 @dataclass

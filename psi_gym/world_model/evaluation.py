@@ -33,6 +33,25 @@ def _context(frames: np.ndarray, t: int, k: int) -> np.ndarray:
     return frames[index]
 
 
+def rollout_open_loop(model: WorldModel, episodes: Sequence[Episode], starts: Sequence[int], horizon: int,
+                      generator: torch.Generator, num_inference_steps: int | None = None) -> np.ndarray:
+    """Predicted frames (B, horizon, H, W, 3): episode b from real context at starts[b] with its
+    real actions starts[b] .. starts[b] + horizon - 1, predicted frames and states fed back."""
+    k = model.num_context_frames
+    context = np.stack([_context(ep.frames, t0, k) for ep, t0 in zip(episodes, starts)])
+    state = np.stack([ep.state[t0] for ep, t0 in zip(episodes, starts)])
+    instructions = [ep.instruction for ep in episodes]
+    frames = []
+    for h in range(horizon):
+        action = np.stack([ep.action[t0 + h] for ep, t0 in zip(episodes, starts)])
+        out = model.predict(context, state, action, instructions, generator=generator,
+                            num_inference_steps=num_inference_steps, output_type="np")
+        frames.append(out.frames)
+        context = np.concatenate([context[:, 1:], out.frames[:, None]], axis=1)
+        state = out.state.astype(np.float32)
+    return np.stack(frames, axis=1)
+
+
 @torch.no_grad()
 def evaluate_world_model(
     model: WorldModel,
@@ -75,18 +94,10 @@ def evaluate_world_model(
 
     # autoregressive: all episodes in one batch, from their first frame
     length = min(horizon, min(ep.num_steps for ep in episodes))
-    frames = np.stack([np.repeat(ep.frames[:1], k, axis=0) for ep in episodes])  # (B, K, H, W, 3)
-    state = np.stack([ep.state[0] for ep in episodes])
-    instructions = [ep.instruction for ep in episodes]
     rollout_psnr = []
-    for t in range(length):
-        action = np.stack([ep.action[t] for ep in episodes])
-        out = model.predict(frames, state, action, instructions, generator=generator,
-                            num_inference_steps=num_inference_steps, output_type="np")
-        frames = np.concatenate([frames[:, 1:], out.frames[:, None]], axis=1)
-        state = out.state.astype(np.float32)
-        truth = np.stack([ep.frames[t + 1] for ep in episodes])
-        rollout_psnr.append(psnr(out.frames, truth))
+    if length > 0:
+        rollout = rollout_open_loop(model, episodes, [0] * len(episodes), length, generator, num_inference_steps)
+        rollout_psnr = [psnr(rollout[:, t], np.stack([ep.frames[t + 1] for ep in episodes])) for t in range(length)]
     if rollout_psnr:
         metrics[f"rollout_psnr_step{length}"] = rollout_psnr[-1]
         metrics["rollout_psnr_mean"] = float(np.mean(rollout_psnr))

@@ -18,7 +18,6 @@ On held-out episodes generated fresh from a seed:
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from psi_gym.data.episode import Episode
-from psi_gym.world_model.evaluation import psnr
+from psi_gym.world_model.evaluation import psnr, rollout_open_loop
 from psi_gym.world_model.model import WorldModel
 
 
@@ -70,24 +68,6 @@ def ssim(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     cov = blur(x * y) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.mean(dim=(1, 2, 3)).numpy()
-
-
-def rollout_open_loop(model: WorldModel, episodes: Sequence[Episode], starts: Sequence[int], horizon: int,
-                      generator: torch.Generator) -> np.ndarray:
-    """Predicted frames (B, horizon, H, W, 3): episode b from real context at starts[b] with its
-    real actions starts[b] .. starts[b] + horizon - 1, predictions fed back."""
-    k = model.num_context_frames
-    context = np.stack([ep.frames[np.maximum(np.arange(t0 - k + 1, t0 + 1), 0)] for ep, t0 in zip(episodes, starts)])
-    state = np.stack([ep.state[t0] for ep, t0 in zip(episodes, starts)])
-    instructions = [ep.instruction for ep in episodes]
-    frames = []
-    for h in range(horizon):
-        action = np.stack([ep.action[t0 + h] for ep, t0 in zip(episodes, starts)])
-        out = model.predict(context, state, action, instructions, generator=generator, output_type="np")
-        frames.append(out.frames)
-        context = np.concatenate([context[:, 1:], out.frames[:, None]], axis=1)
-        state = out.state.astype(np.float32)
-    return np.stack(frames, axis=1)
 
 
 def _batches(items: list, size: int):
@@ -138,13 +118,14 @@ def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> d
         pairs.append(make_counterfactual_pair(config.seed, 6_000_000 + i, image_size=model.image_size))
         bar.update(1)
     bar.close()
-    branches, predicted_final, true_final = [], [], []
+    pair_predictions, horizons, predicted_final, true_final = [], [], [], []
     for success, failure, branch in pairs:
         horizon = success.num_steps - branch
         out = rollout_open_loop(model, [success, failure], [branch, branch], horizon, generator)
+        pair_predictions.append(out)
         predicted_final.extend([out[0, -1], out[1, -1]])
         true_final.extend([success.frames[-1], failure.frames[-1]])
-        branches.append(branch)
+        horizons.append(horizon)
     tasks = [ep.task for success, failure, _ in pairs for ep in (success, failure)]
     sim_outcome = np.array([ep.success for success, failure, _ in pairs for ep in (success, failure)])
     with torch.no_grad():
@@ -157,7 +138,7 @@ def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> d
         "pair_both_right": float(both_right),
         "estimator_on_true_frames": float(((p_true > config.success_threshold) == sim_outcome).mean()),
         "pairs": len(pairs),
-        "pair_horizon_mean": float(np.mean([pairs[i][0].num_steps - b for i, b in enumerate(branches)])),
+        "pair_horizon_mean": float(np.mean(horizons)),
         "outcome_agreement_per_task": {
             task: float((predicted_outcome == sim_outcome)[np.array(tasks) == task].mean()) for task in sorted(set(tasks))
         },
@@ -171,21 +152,19 @@ def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> d
     report["device"] = str(model.device)
 
     if config.video_dir is not None:
-        _write_videos(config, episodes, starts, predicted, truth, pairs, model, generator)
+        _write_videos(config, predicted, truth, pairs, pair_predictions)
         report["video_dir"] = str(config.video_dir)
     return report
 
 
-def _write_videos(config: FidelityConfig, episodes, starts, predicted, truth, pairs, model, generator) -> None:
+def _write_videos(config: FidelityConfig, predicted, truth, pairs, pair_predictions) -> None:
     from psi_gym.data.video import side_by_side, write_video
 
     out = Path(config.video_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for i in range(min(config.videos, len(episodes))):
+    for i in range(min(config.videos, len(predicted))):
         write_video(out / f"rollout_{i:02d}_true_vs_predicted.mp4", side_by_side(truth[i], predicted[i]), fps=5)
-    for i, (success, failure, branch) in enumerate(pairs[: config.videos]):
-        horizon = success.num_steps - branch
-        pred = rollout_open_loop(model, [success, failure], [branch, branch], horizon, generator)
+    for i, ((success, failure, branch), pred) in enumerate(zip(pairs[: config.videos], pair_predictions)):
         panels = [success.frames[branch + 1 :], pred[0], failure.frames[branch + 1 :], pred[1]]
         write_video(out / f"pair_{i:02d}_{success.task}_true_pred_success_true_pred_failure.mp4", side_by_side(*panels), fps=5)
 
