@@ -59,7 +59,7 @@ def _configure_demos(p: argparse.ArgumentParser) -> None:
 
 
 def run_demos(args: argparse.Namespace) -> dict[str, Any]:
-    from psi_gym.data.demos import make_demo
+    from psi_gym.retarget.human_demos import make_demo
     from psi_gym.data.writer import produce, write_stream
 
     start = time.perf_counter()
@@ -126,7 +126,7 @@ def _configure_collect(p: argparse.ArgumentParser) -> None:
 
 
 def run_collect(args: argparse.Namespace) -> dict[str, Any]:
-    from psi_gym.data.rollouts import make_rollout
+    from psi_gym.retarget.robot_rollouts import make_rollout
     from psi_gym.data.writer import produce, write_stream
 
     start = time.perf_counter()
@@ -158,7 +158,7 @@ def run_render(args: argparse.Namespace) -> dict[str, Any]:
     from psi_gym.data.lerobot import EpisodeDataset
     from psi_gym.data.video import side_by_side, write_video
     from psi_gym.retarget.pipeline import reference_from_demo, replay_reference
-    from psi_gym.sim.rollout import run_targets
+    from psi_gym.sim.replay import replay_targets
     from psi_gym.sim.scene import SceneParams
     from psi_gym.sim.world import get_world
 
@@ -170,12 +170,12 @@ def run_render(args: argparse.Namespace) -> dict[str, Any]:
     size = args.image_size
     if episode.embodiment == "human":
         # Re-render the human demo at the video size, and the robot replaying its retarget.
-        human = run_targets(get_world("human", scene.object_kind, size), scene, episode.action, start_qpos=episode.state[0])
+        human = replay_targets(get_world("human", scene.object_kind, size), scene, episode.action, start_qpos=episode.state[0])
         robot = replay_reference(scene, reference_from_demo(episode), size)
         panels, labels = [human.frames, robot.frames], ["human demo", "robot: raw retarget replay"]
         outcome = {"human_success": human.success, "robot_success": robot.success}
     else:
-        robot = run_targets(get_world("robot", scene.object_kind, size), scene, episode.action, start_qpos=episode.state[0])
+        robot = replay_targets(get_world("robot", scene.object_kind, size), scene, episode.action, start_qpos=episode.state[0])
         panels, labels = [robot.frames], ["robot replay"]
         outcome = {"robot_success": robot.success, "recorded_success": episode.success}
     write_video(args.out, side_by_side(*panels), fps=10)

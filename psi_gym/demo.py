@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from psi_gym.data.demos import make_demo
-    from psi_gym.data.rollouts import make_rollout
+    from psi_gym.retarget.human_demos import make_demo
+    from psi_gym.retarget.robot_rollouts import make_rollout
     from psi_gym.data.video import side_by_side, write_video
     from psi_gym.retarget.pipeline import retarget_episode
     from psi_gym.sim.tasks import TASKS

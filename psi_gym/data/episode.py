@@ -105,7 +105,7 @@ class Episode:
 
     @classmethod
     def from_recording(cls, recording: Any, task: Any, scene: Any, embodiment: str, **fields: Any) -> Episode:
-        """The episode of a `psi_gym.sim.rollout.Recording` of `task` in `scene` (validated).
+        """The episode of a `psi_gym.sim.replay.Recording` of `task` in `scene` (validated).
 
         Human-only modalities are taken from the recording for the human hand only; `fields`
         sets the rest (``source``, ``seed``, ``metadata`` ...) or overrides them."""

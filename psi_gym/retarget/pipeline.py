@@ -6,7 +6,7 @@ import numpy as np
 
 from psi_gym.data.episode import Episode, EpisodeError
 from psi_gym.retarget.retargeter import Retargeter
-from psi_gym.sim.rollout import run_targets
+from psi_gym.sim.replay import replay_targets
 from psi_gym.sim.scene import SceneParams
 from psi_gym.sim.tasks import get_task
 from psi_gym.sim.world import get_world
@@ -22,7 +22,7 @@ def reference_from_demo(demo: Episode, retargeter: Retargeter | None = None) -> 
 def replay_reference(scene: SceneParams, reference: np.ndarray, image_size: int = 64, render: bool = True):
     """Run a robot reference open loop: start at reference[0], target reference[t + 1] at step t."""
     world = get_world("robot", scene.object_kind, image_size)
-    return run_targets(world, scene, reference[1:], start_qpos=reference[0], render=render)
+    return replay_targets(world, scene, reference[1:], start_qpos=reference[0], render=render)
 
 
 def retarget_episode(demo: Episode, retargeter: Retargeter | None = None, image_size: int | None = None) -> Episode:

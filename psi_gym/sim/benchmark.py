@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from psi_gym.data.scripted import plan_task
+from psi_gym.sim.scripted import plan_task
 from psi_gym.sim.tasks import get_task
 from psi_gym.sim.world import World, start_qpos
 

@@ -240,3 +240,18 @@ def residual_scale(spec: HandSpec) -> np.ndarray:
     0.15 rad for its rotation, 0.4 rad for finger joints. The env's residual action space and
     the exploration noise of robot rollouts share it."""
     return np.concatenate([[0.03, 0.03, 0.03, 0.15, 0.15, 0.15], np.full(4 * len(spec.fingers), 0.4)])
+
+
+def residual_joint_targets(reference_next: np.ndarray, residual: np.ndarray, scale: np.ndarray,
+                           ranges: np.ndarray | None = None) -> np.ndarray:
+    """Absolute joint targets of a residual on a reference: ``clip(ref + s * a)``.
+
+    Notation: ``ref`` = ``reference_next`` (..., J), the reference's next joint targets; ``a`` =
+    ``residual`` (..., J), in units of ``s`` = ``scale`` (J,) (`residual_scale`, times a gain);
+    ``clip`` to ``ranges`` (J, 2) low/high, or none when ``ranges`` is None (the world clips what
+    it executes). The env's residual actions and the exploring robot rollouts both map through it.
+    """
+    targets = reference_next + scale * residual
+    if ranges is None:
+        return targets
+    return np.clip(targets, ranges[..., 0], ranges[..., 1])

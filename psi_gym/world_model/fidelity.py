@@ -8,7 +8,7 @@ On held-out episodes generated fresh from a seed:
    frame t0+h, and the same for the copy-last-frame baseline (the frame at t0 held still).
 2. **Counterfactual outcome agreement.** Pairs of episodes share a start and differ in actions
    from a branch step on: in the simulator one succeeds and one fails
-   (`psi_gym.data.rollouts.make_counterfactual_pair`). From the shared context at the branch,
+   (`psi_gym.retarget.robot_rollouts.make_counterfactual_pair`). From the shared context at the branch,
    the model predicts each branch to the end; the outcome is read off the *predicted* last frame
    by the learned object-state/success estimator (trained on simulator frames), and compared
    with the simulator's outcome. This is the check the ~30% failure data is for.
@@ -77,7 +77,7 @@ def _batches(items: list, size: int):
 
 def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> dict[str, Any]:
     """The whole report as a JSON-serialisable dict (see the module docstring)."""
-    from psi_gym.data.rollouts import make_counterfactual_pair, make_rollout
+    from psi_gym.retarget.robot_rollouts import make_counterfactual_pair, make_rollout
 
     if config.horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {config.horizon}")

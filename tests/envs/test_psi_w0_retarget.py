@@ -138,7 +138,7 @@ def test_demo_by_index_id_episode_and_dataset(env_kwargs):
 
 
 def test_human_demo_dataset_is_retargeted_on_the_fly(tmp_path, env_kwargs):
-    from psi_gym.data.demos import make_demo
+    from psi_gym.retarget.human_demos import make_demo
     from psi_gym.data.lerobot import write_dataset
 
     human = make_demo("lift_apple", seed=5, index=0)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from psi_gym.data.demos import make_demo
+from psi_gym.retarget.human_demos import make_demo
 from psi_gym.retarget.pipeline import reference_from_demo, replay_reference, retarget_episode
 from psi_gym.retarget.retargeter import Retargeter
 from psi_gym.sim.scene import SceneParams

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from psi_gym.data.rollouts import make_rollout
+from psi_gym.retarget.robot_rollouts import make_rollout
 from psi_gym.rewards import object_state
 from psi_gym.rewards.estimator_training import (
     AugmentConfig,

@@ -1,4 +1,5 @@
-"""Robot rollouts for world-model training: successes and (at least 30%) labelled failures.
+"""Robot rollouts: robot episodes collected in the simulator for training, successes and (at least
+30%) labelled failures (``psi-gym collect``).
 
 Each rollout starts from a freshly sampled scene and follows one of these sources:
 
@@ -25,13 +26,13 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from psi_gym.data.demos import episode_rng, make_demo
 from psi_gym.data.episode import Episode
-from psi_gym.data.scripted import plan_task
+from psi_gym.retarget.human_demos import episode_rng, make_demo
 from psi_gym.retarget.pipeline import reference_from_demo
-from psi_gym.sim.hands import hand_spec, residual_scale
-from psi_gym.sim.rollout import run_targets
+from psi_gym.sim.hands import hand_spec, residual_joint_targets, residual_scale
+from psi_gym.sim.replay import replay_targets
 from psi_gym.sim.scene import SceneParams
+from psi_gym.sim.scripted import plan_task
 from psi_gym.sim.tasks import TASKS, get_task
 from psi_gym.sim.world import SimulationUnstable, get_world, start_qpos
 
@@ -65,7 +66,8 @@ def _make_rollout(seed: int, index: int, task_name: str | None, image_size: int,
         reference = reference_from_demo(demo)
         start, targets = reference[0], reference[1:].astype(np.float64)
         if kind == "explore":
-            targets = targets + smooth_noise(rng, targets.shape, rng.uniform(0.1, 0.6)) * residual_scale(spec)
+            # unclipped, as recorded since the first datasets: the world clips what it executes
+            targets = residual_joint_targets(targets, smooth_noise(rng, targets.shape, rng.uniform(0.1, 0.6)), residual_scale(spec))
     else:
         scene = task.sample_scene(rng)
         start = start_qpos(spec, scene)
@@ -73,7 +75,7 @@ def _make_rollout(seed: int, index: int, task_name: str | None, image_size: int,
         if kind == "perturbed":
             perturbation = str(rng.choice(PERTURBATIONS))
             targets = perturb(targets, perturbation, rng, spec.num_joints)
-    recording = run_targets(get_world("robot", task.object_kind, image_size), scene, targets, start_qpos=start)
+    recording = replay_targets(get_world("robot", task.object_kind, image_size), scene, targets, start_qpos=start)
     return Episode.from_recording(
         recording, task, scene, "robot", seed=int(seed), source="rollout", perturbation=perturbation,
         metadata={"index": int(index), "kind": str(kind), "attempt": attempt},
@@ -158,8 +160,8 @@ def make_counterfactual_pair(seed: int, index: int, task_name: str | None = None
             failure[branch:, 2] = plan[branch:, 2] + np.linspace(0.0, 0.06, len(plan) - branch)
             label = "stopped_push"
         try:
-            good = run_targets(world, scene, plan, start_qpos=start)
-            bad = run_targets(world, scene, failure, start_qpos=start)
+            good = replay_targets(world, scene, plan, start_qpos=start)
+            bad = replay_targets(world, scene, failure, start_qpos=start)
         except SimulationUnstable:
             continue
         if good.success and not bad.success:

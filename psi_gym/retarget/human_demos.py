@@ -5,6 +5,9 @@ Two tiers, as in the report:
 - ``generalization``: what a video hand-pose estimator would give — keypoints and wrist pose
   with per-frame jitter, slow drift and occasional outlier frames.
 The hand's actual motion is identical in both tiers; only the recorded hand pose differs.
+
+Demos are made here, next to the retargeting they feed (``psi-gym demos``), not in `psi_gym.data`,
+which only holds the episode schema and its files.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from psi_gym.data.episode import Episode
-from psi_gym.data.scripted import plan_task
-from psi_gym.sim.rollout import run_targets
+from psi_gym.sim.replay import replay_targets
 from psi_gym.sim.rotations import axis_angle_quat, quat_mul
+from psi_gym.sim.scripted import plan_task
 from psi_gym.sim.tasks import get_task
 from psi_gym.sim.world import get_world
 
@@ -36,7 +39,7 @@ def make_demo(task_name: str, seed: int, index: int = 0, tier: str = "precision"
     rng = episode_rng(seed, index)
     scene = task.sample_scene(rng)
     targets = plan_task(scene, "human", rng)
-    recording = run_targets(get_world("human", task.object_kind, image_size), scene, targets)
+    recording = replay_targets(get_world("human", task.object_kind, image_size), scene, targets)
     keypoints, wrist_pose = recording.keypoints, recording.wrist_pose
     if tier == "generalization":
         keypoints, wrist_pose = estimator_noise(keypoints, wrist_pose, episode_rng(seed, index, stream=1))

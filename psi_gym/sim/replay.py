@@ -24,7 +24,7 @@ class Recording:
     success: bool
 
 
-def run_targets(
+def replay_targets(
     world: World,
     scene: SceneParams,
     targets: np.ndarray,
