@@ -7,7 +7,24 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"] if os.environ["MUJOCO_GL"] in ("egl", "osmesa") else "egl")
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: setup.cfg reads it (attr:)
+
+
+def version_string() -> str:
+    """``psi-gym 0.1.0 (torch 2.13.0, mujoco 4.0.0, ...; Python 3.11.7)`` for ``psi-gym --version``.
+
+    Reads installed versions from package metadata, importing none of them.
+    """
+    import platform
+    from importlib import metadata
+
+    parts = []
+    for name in ("torch", "mujoco", "gymnasium", "diffusers"):
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name} missing")
+    return f"psi-gym {__version__} ({', '.join(parts)}; Python {platform.python_version()})"
 
 
 def _register_envs() -> None:
