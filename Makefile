@@ -6,12 +6,13 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE ?= 1
 
-# torch is pinned in the same pip command as everything else, so that pip takes the CPU build
-# that lies on disk instead of pulling a multi-GB CUDA build for an unpinned dependency.
-$(BIN)/.installed: setup.cfg pyproject.toml
+# Exact versions from constraints.txt (setup.cfg only declares ranges). torch is pinned in the
+# same pip command as everything else, so that pip takes the CPU build that lies on disk instead
+# of pulling a multi-GB CUDA build for an unpinned dependency.
+$(BIN)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt "torch==2.13.0" -e ".[all,test]"
 	touch $@
 
 .PHONY: install demo test clean
