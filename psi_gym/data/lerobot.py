@@ -27,8 +27,8 @@ One dataset holds one embodiment: the first episode fixes the feature schema (wh
 modalities, their shapes, the image size), as in LeRobot, and an episode that differs is
 refused with an `EpisodeError` naming the mismatch.
 
-Crash safety (one writer at a time). `write_dataset` builds the whole dataset in ``ROOT.tmp`` and renames it into
-place. `append_episodes` only adds new data (and video) files and then rewrites the metadata
+Crash safety (one writer at a time). `write_dataset` builds the whole dataset in a temporary folder
+beside ``ROOT`` and swaps it into place with `psi_gym.data.atomic.replace_dir`. `append_episodes` only adds new data (and video) files and then rewrites the metadata
 files, each through ``.tmp`` + ``os.replace``, ``meta/info.json`` last: info.json is the
 commit point. Its ``total_episodes`` says how many rows of the episodes table are committed;
 rows past it (and files they point to) are leftovers of an append that died, ignored by the
@@ -41,7 +41,6 @@ import copy
 import io
 import json
 import os
-import shutil
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -52,6 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image  # comes with imageio
 
+from psi_gym.data.atomic import recover_dir, replacing_dir, write_bytes_atomic, write_file_atomic
 from psi_gym.data.episode import Episode, EpisodeError
 from psi_gym.data.video import read_video, write_video
 
@@ -124,8 +124,8 @@ def write_dataset(
 ) -> Path:
     """Write ``episodes`` as a new LeRobot v3.0 dataset at ``root``; return ``root``.
 
-    The dataset is built in ``root.tmp`` and renamed into place when complete, so ``root``
-    never holds a half-written dataset. An existing non-empty dataset at ``root`` is replaced
+    The dataset is built in a temporary folder beside ``root`` and swapped into place when
+    complete (`replace_dir`), so ``root`` never holds a half-written dataset. An existing non-empty dataset at ``root`` is replaced
     only with ``overwrite=True``. ``video=True`` stores frames as mp4 (lossy) instead of PNG.
     A data file takes episodes until it would pass ``data_files_size_in_mb``; a chunk folder
     takes ``chunks_size`` files.
@@ -161,17 +161,10 @@ def write_dataset(
         "video_path": VIDEO_PATH if video else None,
         "features": features,
     }
-    tmp_root = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp_root, ignore_errors=True)
-    tmp_root.mkdir(parents=True)
-    try:
+    with replacing_dir(root) as tmp_root:
         tasks: list[str] = []
         rows, stats = _write_episode_files(tmp_root, info, tasks, [], {}, episodes)
         _write_metadata(tmp_root, info, tasks, rows, stats)
-        _move_into_place(tmp_root, root)
-    except BaseException:
-        shutil.rmtree(tmp_root, ignore_errors=True)
-        raise
     return root
 
 
@@ -211,23 +204,6 @@ def _check_can_write(root: Path, overwrite: bool) -> None:
     if not ((root / "meta").is_dir() or (root / "data").is_dir()):
         # overwrite replaces datasets, never an unrelated folder handed in by mistake
         raise FileExistsError(f"refusing to replace {root}: it holds files but no meta/ or data/, so it is no dataset")
-
-
-def _move_into_place(tmp_root: Path, root: Path) -> None:
-    if root.is_dir() and not any(root.iterdir()):
-        root.rmdir()
-    if not root.exists():
-        os.rename(tmp_root, root)
-        return
-    old_root = root.with_name(root.name + ".old")
-    shutil.rmtree(old_root, ignore_errors=True)
-    os.rename(root, old_root)
-    try:
-        os.rename(tmp_root, root)
-    except BaseException:
-        os.rename(old_root, root)  # put the old dataset back rather than leave root empty
-        raise
-    shutil.rmtree(old_root, ignore_errors=True)
 
 
 def _dataset_features(episode: Episode, fps: int, video: bool) -> dict[str, dict[str, Any]]:
@@ -495,8 +471,8 @@ def _write_metadata(root: Path, info: dict[str, Any], tasks: list[str], rows: li
     _write_parquet_atomic(_tasks_table(tasks), root / TASKS_PATH)
     _write_parquet_atomic(pa.Table.from_pylist(rows, schema=_episodes_schema(video)), root / EPISODES_PATH)
     serialised = {key: {name: value.tolist() for name, value in feature.items()} for key, feature in stats.items()}
-    _write_bytes_atomic(json.dumps(serialised, indent=2).encode(), root / STATS_PATH)
-    _write_bytes_atomic(json.dumps(info, indent=4).encode(), root / INFO_PATH)
+    write_bytes_atomic(root / STATS_PATH, json.dumps(serialised, indent=2).encode())
+    write_bytes_atomic(root / INFO_PATH, json.dumps(info, indent=4).encode())
 
 
 def _remove_leftovers(root: Path, rows: list[dict[str, Any]]) -> None:
@@ -511,29 +487,7 @@ def _remove_leftovers(root: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp_path, "wb") as file:
-            pq.write_table(table, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def _write_bytes_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp_path, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    write_file_atomic(path, lambda file: pq.write_table(table, file))
 
 
 def _encode_png(frame: np.ndarray) -> bytes:
@@ -644,6 +598,8 @@ class EpisodeDataset:
 
     def __init__(self, root: str | os.PathLike, cache_files: int = 4):
         self.root = Path(root)
+        if not self.root.exists():
+            recover_dir(self.root)  # a writer killed in the middle of swapping the dataset in
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: no dataset there (expected a directory with {INFO_PATH})")
         self.info: dict[str, Any] = _load_info(self.root)

@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -44,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from psi_gym.data.atomic import replacing_dir
 from psi_gym.data.episode import Episode
 from psi_gym.rewards.object_state import (
     MARGIN_CLIP,
@@ -55,6 +54,7 @@ from psi_gym.rewards.object_state import (
     frames_to_pixel_values,
     object_in_view,
 )
+from psi_gym.world_model.schedule import warmup_cosine_learning_rate
 
 
 @dataclass
@@ -280,13 +280,6 @@ def estimator_loss(model: ObjectStateEstimator, pixel_values: torch.Tensor, batc
     return total, parts
 
 
-def _learning_rate(step: int, config: EstimatorTrainConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.min_learning_rate + 0.5 * (config.learning_rate - config.min_learning_rate) * (1 + math.cos(math.pi * progress))
-
-
 @torch.no_grad()
 def evaluate_estimator(model: ObjectStateEstimator, data: Any, batch_size: int = 512,
                        augment: AugmentConfig | None = None, generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -367,8 +360,8 @@ def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_d
         data: dataset folder(s) and/or `Episode` objects; ``config.val_fraction`` of the episodes
             are held out for evaluation.
         config: hyper-parameters (defaults: `EstimatorTrainConfig()`).
-        out_dir: where ``save_pretrained`` writes the model (written to ``out_dir.tmp`` first,
-            then renamed into place, with ``training_summary.json``); ``None`` keeps nothing.
+        out_dir: where ``save_pretrained`` writes the model, with ``training_summary.json``
+            (built beside it and swapped in, see `save_estimator`); ``None`` keeps nothing.
         seed: seeds the split, the initial weights, batches and augmentations.
         eval_data: optional extra dataset(s) evaluated at the end (e.g. rollouts of a fresh seed).
     """
@@ -407,7 +400,8 @@ def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_d
         pixel_values = frames_to_pixel_values(train.frames[rows], model_config.image_size, device)
         pixel_values = augment_pixel_values(pixel_values, config.augment, generator)
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, config)
+            group["lr"] = warmup_cosine_learning_rate(step, config.learning_rate, config.min_learning_rate,
+                                                      config.warmup_steps, config.steps)
         batch = train.subset(rows, skip_frames=True).to(device)
         loss, parts = estimator_loss(model, pixel_values, batch, weights, config)
         optimizer.zero_grad(set_to_none=True)
@@ -463,24 +457,13 @@ def _describe(data: Any) -> list[str]:
 
 
 def save_estimator(model: ObjectStateEstimator, out_dir: str | os.PathLike, summary: dict[str, Any] | None = None) -> Path:
-    """``save_pretrained`` into ``out_dir.tmp``, then swap it into place (a crash leaves the old folder)."""
+    """``save_pretrained`` (with ``training_summary.json``) into a folder beside ``out_dir``, then swap
+    it into place (`psi_gym.data.atomic.replace_dir`: a crash leaves the old folder or the new one)."""
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    if summary is not None:
-        (tmp / "training_summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+    with replacing_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if summary is not None:
+            (tmp / "training_summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return out
 
 

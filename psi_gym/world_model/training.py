@@ -17,14 +17,15 @@ model's own sample of it, from the window one step earlier).
 
 Checkpoints: ``out_dir/checkpoint-<step>/`` holds ``model/`` (save_pretrained), the optimizer as
 safetensors + JSON and ``trainer_state.json``; training resumes from the newest one. The final
-model goes to ``out_dir/final/`` (loadable with ``WorldModel.from_pretrained``).
+model goes to ``out_dir/final/`` (loadable with ``WorldModel.from_pretrained``). Each is written
+beside its place and swapped in with `psi_gym.data.atomic.replace_dir`: a crash leaves the previous
+complete folder, never none.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
@@ -39,6 +40,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from psi_gym.data.atomic import replacing_dir
 from psi_gym.data.episode import Episode
 
 from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
@@ -46,6 +48,7 @@ from .config import TIME_SAMPLINGS, TrainConfig, WorldModelConfig
 from .dataset import WindowBatch, WindowDataset, compute_normalization
 from .model import WorldModel
 from .sampler import sampling_sigmas
+from .schedule import warmup_cosine_learning_rate
 
 
 # --------------------------------------------------------------------------------- the loss
@@ -121,14 +124,6 @@ def _self_rollout(model: WorldModel, dataset: WindowDataset, batch: WindowBatch,
     batch.context = context
 
 
-def _learning_rate(config: TrainConfig, step: int) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(config.num_steps - config.warmup_steps, 1)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-    return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * cosine
-
-
 # ------------------------------------------------------------------------------- data input
 def load_episodes(source: Sequence[Episode] | str | os.PathLike | Sequence[str | os.PathLike]) -> list[Episode]:
     """Episodes given directly, or read from one or more LeRobot dataset roots."""
@@ -170,39 +165,30 @@ def _prepare_episodes(episodes: list[Episode], config: TrainConfig, model_config
 def _checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for path in out_dir.glob("checkpoint-*"):
-        if path.suffix == ".tmp" or not (path / "trainer_state.json").is_file():
-            continue
-        try:
-            found.append((int(path.name.split("-", 1)[1]), path))
-        except ValueError:
-            continue
+        # only complete checkpoints: not a temporary folder or an old copy of a swap (.tmp-*, .old-*)
+        number = path.name.removeprefix("checkpoint-")
+        if number.isdigit() and (path / "trainer_state.json").is_file():
+            found.append((int(number), path))
     return sorted(found)
 
 
 def _save_checkpoint(out_dir: Path, step: int, model: WorldModel, optimizer, generator: torch.Generator,
                      state: dict[str, Any], keep: int) -> Path:
     final = out_dir / f"checkpoint-{step:07d}"
-    tmp = out_dir / f"checkpoint-{step:07d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp / "model")
-    save_optimizer_state(optimizer, tmp)
-    save_file({"generator": generator.get_state()}, str(tmp / "rng.safetensors"))
-    (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=1), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    with replacing_dir(final) as tmp:
+        model.save_pretrained(tmp / "model")
+        save_optimizer_state(optimizer, tmp)
+        save_file({"generator": generator.get_state()}, str(tmp / "rng.safetensors"))
+        (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=1), encoding="utf-8")
     for _, old in _checkpoints(out_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def _save_final(out_dir: Path, model: WorldModel) -> Path:
-    final = out_dir / "final"
-    tmp = out_dir / "final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
+    with replacing_dir(out_dir / "final") as tmp:
+        model.save_pretrained(tmp)
+    return out_dir / "final"
 
 
 def _config_json(config: TrainConfig) -> dict[str, Any]:
@@ -312,7 +298,8 @@ def train_world_model(
     stopped_early = False
     while step < config.num_steps:
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(config, step)
+            group["lr"] = warmup_cosine_learning_rate(step, config.learning_rate, config.min_learning_rate,
+                                                      config.warmup_steps, config.num_steps)
         batch = dataset.sample(config.batch_size, generator, device)
         if config.context_noise > 0:
             level = torch.rand(batch.context.shape[0], 1, 1, 1, 1, generator=generator).to(device) * config.context_noise
