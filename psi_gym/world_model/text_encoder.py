@@ -73,8 +73,8 @@ class InstructionEncoder:
 
     Embeddings are (384,) float32, L2-normalised (the model's own ``Normalize`` module), and
     deterministic: the encoder runs in eval mode on the CPU in float32, one instruction at a
-    time (no padding, so a string's embedding does not depend on what it is batched with),
-    and a cached value is returned as stored. Not an ``nn.Module`` on purpose: it never enters
+    time (no padding, so a string's embedding does not depend on what it is batched with; its
+    last bits may depend on torch's thread count), and a cached value is returned as stored. Not an ``nn.Module`` on purpose: it never enters
     a world model's state dict.
 
     Lookup order: memory, the shipped embeddings of the built-in instructions (``use_shipped``),
@@ -203,16 +203,16 @@ def encode_instructions(instructions: str | Sequence[str]) -> torch.Tensor:
 
 
 def builtin_instructions() -> list[str]:
-    """The built-in tasks' instructions, in task-name order."""
+    """The built-in tasks' instructions, sorted (the order training embeds a dataset's set in)."""
     from psi_gym.sim.tasks import TASKS
 
-    return [TASKS[name].instruction for name in sorted(TASKS)]
+    return sorted({task.instruction for task in TASKS.values()})
 
 
 def write_instruction_embeddings(
     directory: str | os.PathLike | None = None, instructions: Iterable[str] | None = None
 ) -> Path:
-    """Embed ``instructions`` (default: the built-in tasks') with the MiniLM model and write them.
+    """Embed ``instructions`` (default: the built-in tasks', sorted) in one MiniLM batch and write them.
 
     Writes ``embeddings.safetensors`` (tensor ``embeddings``, (N, 384) float32; the texts and the
     encoder as JSON in its metadata key ``info``) and ``instructions.json`` (the same, for people) into ``directory``
@@ -221,8 +221,13 @@ def write_instruction_embeddings(
     """
     folder = Path(directory) if directory is not None else SHIPPED_EMBEDDINGS_DIR
     texts = list(dict.fromkeys(instructions if instructions is not None else builtin_instructions()))
-    encoder = InstructionEncoder(use_shipped=False)
-    embeddings = encoder.encode(texts).contiguous()
+    # One batch, padded to the longest text: how train_world_model embedded the sorted set of its
+    # dataset's instructions for the shipped W0, so the env conditions it on the very numbers it
+    # was trained with (one at a time, they differ by ~2e-7).
+    model = InstructionEncoder(use_shipped=False)._load()
+    with torch.inference_mode():
+        encoded = model.encode(texts, convert_to_tensor=True, normalize_embeddings=True, batch_size=len(texts) or 1)
+    embeddings = encoded.detach().to("cpu", torch.float32).contiguous()
     info = {
         "instructions": texts,
         "encoder": ENCODER_NAME,
@@ -233,6 +238,7 @@ def write_instruction_embeddings(
         "dim": EMBEDDING_DIM,
         "dtype": "float32",
         "normalized": True,
+        "batched": "all instructions in one batch, padded to the longest",
         "regenerate": "python -m psi_gym.world_model.text_encoder",
     }
     folder.mkdir(parents=True, exist_ok=True)
