@@ -51,24 +51,23 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _time_vector_env(num_envs: int, args: argparse.Namespace) -> dict[str, Any]:
+def _time_vector_env(num_envs: int, args: argparse.Namespace, world_model: Any, reward_model: Any) -> dict[str, Any]:
     import gymnasium as gym
 
-    env = gym.make_vec("PsiW0-Retarget-v0", num_envs=num_envs, world_model=args.world_model,
-                       reward_model=args.reward_model, estimator=args.estimator, device=args.device,
-                       world_model_dtype=args.dtype)
+    # the objects resolved once in `run` are handed to every vector env
+    env = gym.make_vec("PsiW0-Retarget-v0", num_envs=num_envs, world_model=world_model, reward_model=reward_model)
     try:
         env.action_space.seed(args.seed)
         env.reset(seed=args.seed)  # loads demos, embeds instructions: not timed
         for _ in range(args.warmup):
             env.step(env.action_space.sample())
-        rollout = env.unwrapped.rollout
-        rollout.profile.clear()
+        core = env.unwrapped.core
+        core.profile.clear()
         start = time.perf_counter()
         for _ in range(args.steps):
             env.step(env.action_space.sample())
         seconds = time.perf_counter() - start
-        profile = rollout.profile
+        profile = core.profile
     finally:
         env.close()
     total_ms = 1000 * seconds / args.steps
@@ -90,7 +89,8 @@ def _time_vector_env(num_envs: int, args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from psi_gym.envs.retarget_rollout import load_world_model
+    from psi_gym.rewards.resolve import resolve_reward_model
+    from psi_gym.world_model.loading import load_world_model
 
     if args.steps < 1 or args.warmup < 0:
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} For a speed-only run pass --world-model random:tiny "
                                 "(untrained weights of the shipped size).") from None
+    reward_model = resolve_reward_model(args.reward_model, args.estimator)
     config = model.config
     summary: dict[str, Any] = {
         "world_model": str(args.world_model),
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for num_envs in args.num_envs:
         log(f"bench: N={num_envs}: world-model vector env ...")
-        result = {"num_envs": num_envs, **_time_vector_env(num_envs, args)}
+        result = {"num_envs": num_envs, **_time_vector_env(num_envs, args, model, reward_model)}
         if not args.no_sim:
             from psi_gym.sim.benchmark import parallel_sim_steps_per_second
 

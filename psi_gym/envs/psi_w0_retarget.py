@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
-from psi_gym.envs.retarget_rollout import PsiW0RetargetConfig, RetargetRollout
+from psi_gym.envs.psi_w0_retarget_core import PsiW0RetargetConfig, PsiW0RetargetCore
 
 RENDER_FPS = 10  # the demos' control rate
 
@@ -109,8 +109,18 @@ class PsiW0RetargetEnv(gym.Env):
     `WorldModel`), ``demos`` ("default", a folder of retargeted or human demos, episodes),
     ``reward_model``, ``estimator``, ``action_mode``, ``residual_gain``, ``reference_horizon``,
     ``frame_stack``, ``channels_first``, ``episode_slack``, ``max_episode_steps``,
-    ``successful_demos_only``, ``num_inference_steps``, ``device``. ``render_mode="rgb_array"``
-    makes `render` return the latest predicted frame (``render_fps`` 10).
+    ``successful_demos_only``, ``num_inference_steps``, ``device``, ``world_model_dtype``.
+    ``render_mode="rgb_array"`` makes `render` return the latest predicted frame (``render_fps`` 10).
+
+    A `WorldModel` or reward-model object is stepped as is, through ``gym.make`` too (Gymnasium
+    passes keyword arguments on uncopied), so a freshly retrained model can be handed in::
+
+        env = gym.make("PsiW0-Retarget-v0", world_model=model, reward_model=my_reward)
+        assert env.unwrapped.core.world_model is model
+
+    Names (``"default"``, folders) are resolved once, when the env is made, through the process
+    asset cache of `psi_gym.data.assets`, which loads a folder again once new weights are saved
+    into it.
 
     ## Version History
 
@@ -124,9 +134,9 @@ class PsiW0RetargetEnv(gym.Env):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.config = PsiW0RetargetConfig.from_kwargs(config, **options)
-        self.rollout = RetargetRollout(self.config, num_envs=1)
-        self.observation_space = self.rollout.single_observation_space
-        self.action_space = self.rollout.single_action_space
+        self.core = PsiW0RetargetCore.from_config(self.config, num_envs=1)
+        self.observation_space = self.core.single_observation_space
+        self.action_space = self.core.single_action_space
         self._row = np.zeros(1, np.int64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -135,25 +145,25 @@ class PsiW0RetargetEnv(gym.Env):
         unknown = sorted(set(options) - {"demo"})
         if unknown:
             raise ValueError(f"unknown reset option(s) {unknown}; PsiW0-Retarget-v0 takes options={{'demo': ...}}")
-        self.rollout.reset(self._row, [self.np_random], [options.get("demo")])
-        return self.rollout.observation(0), self.rollout.info(0)
+        self.core.reset(self._row, [self.np_random], [options.get("demo")])
+        return self.core.observation(0), self.core.info(0)
 
     def step(self, action: Any):
-        rollout = self.rollout
-        if not rollout.started[0]:
+        core = self.core
+        if not core.started[0]:
             raise ResetNeeded("call reset() before step()")
-        if rollout.ended[0]:
+        if core.ended[0]:
             raise ResetNeeded("the episode has ended (terminated or truncated); call reset() before stepping again")
-        actions = rollout.check_actions(action, self.action_space.shape)[None]
-        result = rollout.step(self._row, actions)
-        info = rollout.info(0)
+        actions = core.check_actions(action, self.action_space.shape)[None]
+        result = core.step(self._row, actions)
+        info = core.info(0)
         info.update({key: value[0].item() if value.ndim == 1 else value[0].copy() for key, value in result.info.items()})
-        return rollout.observation(0), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), info
+        return core.observation(0), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
             gym.logger.warn('render() was called without a render_mode; make the env with render_mode="rgb_array"')
             return None
-        if not self.rollout.started[0]:
+        if not self.core.started[0]:
             raise ResetNeeded("call reset() before render()")
-        return self.rollout.frame(0)
+        return self.core.frame(0)

@@ -11,7 +11,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from psi_gym.envs.psi_w0_retarget import RENDER_FPS
-from psi_gym.envs.retarget_rollout import PsiW0RetargetConfig, RetargetRollout
+from psi_gym.envs.psi_w0_retarget_core import PsiW0RetargetConfig, PsiW0RetargetCore
 
 
 class PsiW0RetargetVectorEnv(VectorEnv):
@@ -53,13 +53,13 @@ class PsiW0RetargetVectorEnv(VectorEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.config = PsiW0RetargetConfig.from_kwargs(config, **options)
-        self.rollout = RetargetRollout(self.config, num_envs=num_envs)
-        self.num_envs = self.rollout.num_envs
+        self.core = PsiW0RetargetCore.from_config(self.config, num_envs=num_envs)
+        self.num_envs = self.core.num_envs
         self.autoreset_mode = autoreset_mode
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.render_mode = render_mode
-        self.single_observation_space = self.rollout.single_observation_space
-        self.single_action_space = self.rollout.single_action_space
+        self.single_observation_space = self.core.single_observation_space
+        self.single_action_space = self.core.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
@@ -90,11 +90,11 @@ class PsiW0RetargetVectorEnv(VectorEnv):
         for row in rows:
             if seeds[row] is not None:
                 self._rngs[row] = seeding.np_random(seeds[row])[0]
-        self.rollout.reset(rows, [self._rngs[row] for row in rows], [choices[row] for row in rows])
+        self.core.reset(rows, [self._rngs[row] for row in rows], [choices[row] for row in rows])
         self._autoreset[rows] = False
         infos: dict[str, Any] = {}
         for row in rows:
-            infos = self._add_info(infos, self.rollout.info(row), row)
+            infos = self._add_info(infos, self.core.info(row), row)
         return self._observations(), infos
 
     def _reset_mask(self, mask: Any) -> np.ndarray:
@@ -105,27 +105,27 @@ class PsiW0RetargetVectorEnv(VectorEnv):
                              f"got {type(mask).__name__} {getattr(mask, 'dtype', '')} {getattr(mask, 'shape', '')}")
         if not mask.any():
             raise ValueError("options['reset_mask'] must select at least one sub-env")
-        if not self.rollout.started.all() and not mask[~self.rollout.started].all():
+        if not self.core.started.all() and not mask[~self.core.started].all():
             raise ResetNeeded("the first reset must reset every sub-env: call reset() without reset_mask")
         return mask
 
     # ------------------------------------------------------------------------------ step
     def step(self, actions: Any):
-        rollout, n = self.rollout, self.num_envs
-        if not rollout.started.all():
+        core, n = self.core, self.num_envs
+        if not core.started.all():
             raise ResetNeeded("call reset() before step()")
-        actions = rollout.check_actions(actions, self.action_space.shape)
+        actions = core.check_actions(actions, self.action_space.shape)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             resetting = self._autoreset.copy()
         else:
             resetting = np.zeros(n, bool)
-            if self.autoreset_mode == AutoresetMode.DISABLED and rollout.ended.any():
+            if self.autoreset_mode == AutoresetMode.DISABLED and core.ended.any():
                 raise ResetNeeded(
-                    f"sub-env(s) {np.flatnonzero(rollout.ended).tolist()} ended (terminated or truncated); with "
+                    f"sub-env(s) {np.flatnonzero(core.ended).tolist()} ended (terminated or truncated); with "
                     "autoreset_mode=DISABLED reset them with reset(options={'reset_mask': mask}) before stepping"
                 )
         stepping = np.flatnonzero(~resetting)
-        result = rollout.step(stepping, actions[stepping])
+        result = core.step(stepping, actions[stepping])
         rewards = np.zeros(n, np.float32)
         terminated = np.zeros(n, bool)
         truncated = np.zeros(n, bool)
@@ -136,31 +136,31 @@ class PsiW0RetargetVectorEnv(VectorEnv):
         infos: dict[str, Any] = {}
         step_infos = {}
         for j, row in enumerate(stepping):
-            info = rollout.info(row)
+            info = core.info(row)
             info.update({key: value[j].item() if value.ndim == 1 else value[j].copy() for key, value in result.info.items()})
             step_infos[row] = info
         ended = terminated | truncated
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             for row in np.flatnonzero(ended):
-                infos = self._add_info(infos, {"final_obs": rollout.observation(row), "final_info": step_infos[row]}, row)
+                infos = self._add_info(infos, {"final_obs": core.observation(row), "final_info": step_infos[row]}, row)
             resetting = ended
         elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset = ended
         resets = np.flatnonzero(resetting)
         if len(resets):
-            rollout.reset(resets, [self._rngs[row] for row in resets], [None] * len(resets))
-            step_infos.update({row: rollout.info(row) for row in resets})
+            core.reset(resets, [self._rngs[row] for row in resets], [None] * len(resets))
+            step_infos.update({row: core.info(row) for row in resets})
         for row in range(n):
             infos = self._add_info(infos, step_infos[row], row)
         return self._observations(), rewards, terminated, truncated, infos
 
     def _observations(self) -> dict[str, np.ndarray]:
-        per_env = [self.rollout.observation(row) for row in range(self.num_envs)]
+        per_env = [self.core.observation(row) for row in range(self.num_envs)]
         return {key: np.stack([obs[key] for obs in per_env]) for key in self.single_observation_space.spaces}
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode is None:
             return None
-        if not self.rollout.started.all():
+        if not self.core.started.all():
             raise ResetNeeded("call reset() before render()")
-        return tuple(self.rollout.frame(row) for row in range(self.num_envs))
+        return tuple(self.core.frame(row) for row in range(self.num_envs))

@@ -5,8 +5,11 @@ Interface (``base.py``): ``reward_model(batch: RewardInput) -> RewardOutput``. B
 the learned object-state estimator, + success bonus), `SuccessClassifierReward` (the
 estimator's success head), `CallableReward` (a user's function). `resolve_reward_model` turns
 what ``gym.make(..., reward_model=...)`` accepts into one. The estimator itself is in
-``object_state.py``.
+``object_state.py`` (`load_estimator`: a name or folder -> an estimator, once per weights), its
+training in ``estimator_training.py``, the ``psi-gym train-estimator`` command in ``commands.py``.
 """
+
+from typing import Any
 
 from psi_gym.rewards.base import (
     EpisodeContext,
@@ -19,7 +22,7 @@ from psi_gym.rewards.object_tracking import (
     ObjectTrackingReward,
     ObjectTrackingRewardConfig,
 )
-from psi_gym.rewards.resolve import REWARD_MODELS, load_estimator, resolve_reward_model
+from psi_gym.rewards.resolve import REWARD_MODELS, resolve_reward_model
 from psi_gym.rewards.success_classifier import (
     SuccessClassifierReward,
     SuccessClassifierRewardConfig,
@@ -41,3 +44,13 @@ __all__ = [
     "load_estimator",
     "resolve_reward_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the estimator needs torch and diffusers: imported on first use, so that the CLI and
+    # `from psi_gym.rewards import RewardInput` stay light
+    if name == "load_estimator":
+        from psi_gym.rewards.object_state import load_estimator
+
+        return load_estimator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

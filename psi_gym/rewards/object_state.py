@@ -52,6 +52,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from psi_gym.data.assets import AssetKind, cached, load_asset
 from psi_gym.sim.scene import SceneParams
 from psi_gym.sim.tasks import LIFT_HEIGHT, PUSH_TOLERANCE, TASKS, get_task
 
@@ -212,9 +213,28 @@ def object_in_view(position: np.ndarray, margin: float = 0.0) -> np.ndarray:
     return (depth > 1e-3) & inside
 
 
+ESTIMATOR_ASSET = AssetKind(
+    name="object-state estimator",
+    default_folder="estimator-default",
+    marker=CONFIG_NAME,
+    missing_default=(
+        f"the default object-state estimator is not at {{path}} (expected {CONFIG_NAME} + {WEIGHTS_NAME}). "
+        f"Collect rollouts with `psi-gym collect --num 1500 --out ROLLOUTS` and train it with "
+        f"`psi-gym train-estimator --data ROLLOUTS --out {{path}}`."
+    ),
+    missing_folder=(
+        f"no estimator folder at {{path}}: expected a local folder holding {CONFIG_NAME} + {WEIGHTS_NAME} "
+        f"(from ObjectStateEstimator.save_pretrained); train one with `{TRAIN_COMMAND}`"
+    ),
+    files=(WEIGHTS_NAME, CONFIG_NAME),
+)
+"""How ``"default"`` and folders name an estimator (`psi_gym.data.assets`)."""
+RANDOM_ESTIMATOR = "random"
+
+
 def default_estimator_path() -> Path:
     """``psi_gym/assets/estimator-default``: the estimator that ships with the package."""
-    return Path(__file__).resolve().parent.parent / "assets" / "estimator-default"
+    return ESTIMATOR_ASSET.default_path
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -387,7 +407,7 @@ class ObjectStateEstimator(ModelMixin, ConfigMixin):
             FileNotFoundError: the folder does not exist (says how to train one).
             EstimatorCheckpointError: the folder is not a loadable estimator (missing/corrupt files).
         """
-        path = _resolve_path(pretrained_model_name_or_path)
+        path = ESTIMATOR_ASSET.resolve(pretrained_model_name_or_path)
         config_path = path / CONFIG_NAME
         expected = f"expected {CONFIG_NAME} + {WEIGHTS_NAME} written by ObjectStateEstimator.save_pretrained"
         how = f"train one with `{TRAIN_COMMAND}`"
@@ -418,26 +438,38 @@ class ObjectStateEstimator(ModelMixin, ConfigMixin):
         return model
 
 
-def _resolve_path(name_or_path: str | os.PathLike) -> Path:
-    if str(name_or_path) == DEFAULT_ESTIMATOR:
-        path = default_estimator_path()
-        if not (path / CONFIG_NAME).is_file():
-            raise FileNotFoundError(
-                f"the default object-state estimator is not at {path} (expected {CONFIG_NAME} + {WEIGHTS_NAME}). "
-                f"Collect rollouts with `psi-gym collect --num 1500 --out ROLLOUTS` and train it with "
-                f"`psi-gym train-estimator --data ROLLOUTS --out {path}`."
-            )
-        return path
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"no estimator folder at {path}: expected a local folder holding {CONFIG_NAME} + {WEIGHTS_NAME} "
-            f"(from ObjectStateEstimator.save_pretrained); train one with `{TRAIN_COMMAND}`"
-        )
-    return path
+def load_estimator(spec: ObjectStateEstimator | str | os.PathLike = DEFAULT_ESTIMATOR,
+                   device: str | torch.device | None = None) -> ObjectStateEstimator:
+    """An estimator object, ``"default"``, a checkpoint folder or ``"random"`` -> an estimator in
+    eval mode (a folder's on ``device``, default the CPU; an object stays where it is).
+
+    Folders load through the process asset cache of `psi_gym.data.assets`: many envs share one
+    copy (it only ever runs inference), and new weights saved into the folder are loaded on the
+    next call. ``"random"`` is untrained (seed 0), for speed checks and smoke tests.
+
+    Raises:
+        FileNotFoundError: no folder at the path / the default estimator is not shipped (the
+            message says how to train one).
+        EstimatorCheckpointError: the folder is not a loadable estimator.
+    """
+    if isinstance(spec, ObjectStateEstimator):
+        return spec.eval()
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"estimator must be an ObjectStateEstimator, 'default', 'random' or a folder, got {type(spec).__name__}")
+    device = str(torch.device(device or "cpu"))
+    if str(spec) == RANDOM_ESTIMATOR:
+        def build() -> ObjectStateEstimator:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                return ObjectStateEstimator.from_estimator_config(ObjectStateEstimatorConfig()).to(device).eval()
+
+        return cached((ESTIMATOR_ASSET.name, RANDOM_ESTIMATOR, device), None, build)
+    return load_asset(ESTIMATOR_ASSET, spec, lambda folder: ObjectStateEstimator.from_pretrained(folder).to(device), device)
 
 
 __all__ = [
+    "ESTIMATOR_ASSET",
+    "RANDOM_ESTIMATOR",
     "EstimatorCheckpointError",
     "ObjectStateEstimator",
     "ObjectStateEstimatorConfig",
@@ -446,5 +478,6 @@ __all__ = [
     "frame_success_labels",
     "frame_success_margins",
     "frames_to_pixel_values",
+    "load_estimator",
     "object_in_view",
 ]

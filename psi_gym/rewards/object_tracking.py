@@ -65,7 +65,7 @@ class ObjectTrackingReward:
 
     def __init__(self, estimator: ObjectStateEstimator | str = "default",
                  config: ObjectTrackingRewardConfig | None = None) -> None:
-        from psi_gym.rewards.resolve import load_estimator
+        from psi_gym.rewards.object_state import load_estimator
 
         self.estimator = load_estimator(estimator)
         self.config = config or ObjectTrackingRewardConfig()

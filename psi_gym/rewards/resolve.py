@@ -1,4 +1,4 @@
-"""Turn what a user passes as ``reward_model=`` into a reward model; load estimators once.
+"""Turn what a user passes as ``reward_model=`` into a reward model.
 
 ``reward_model`` may be:
 
@@ -14,61 +14,18 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psi_gym.rewards.base import RewardModel
 from psi_gym.rewards.object_tracking import ObjectTrackingReward
 from psi_gym.rewards.success_classifier import SuccessClassifierReward
 from psi_gym.rewards.user_function import CallableReward
 
-if TYPE_CHECKING:
-    from psi_gym.rewards.object_state import ObjectStateEstimator
-
 REWARD_MODELS: dict[str, Callable[..., RewardModel]] = {
     "object_tracking": ObjectTrackingReward,
     "success_classifier": SuccessClassifierReward,
 }
-RANDOM_ESTIMATOR = "random"
-
-_estimators: dict[str, ObjectStateEstimator] = {}
-_lock = threading.Lock()
-
-
-def load_estimator(spec: ObjectStateEstimator | str | os.PathLike = "default") -> ObjectStateEstimator:
-    """An estimator object, ``"default"``, a checkpoint folder or ``"random"`` -> an estimator in eval mode.
-
-    Loaded checkpoints are kept per resolved folder, so many envs share one copy (it is only
-    ever used for inference).
-
-    Raises:
-        FileNotFoundError: the default estimator is not shipped yet, or no folder at the path
-            (the message says how to train one).
-    """
-    from psi_gym.rewards.object_state import (
-        ObjectStateEstimator,
-        ObjectStateEstimatorConfig,
-    )
-
-    if isinstance(spec, ObjectStateEstimator):
-        return spec.eval()
-    if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"estimator must be an ObjectStateEstimator, 'default', 'random' or a folder, got {type(spec).__name__}")
-    key = str(spec) if str(spec) in ("default", RANDOM_ESTIMATOR) else str(Path(spec).expanduser().resolve())
-    with _lock:
-        if key not in _estimators:
-            if key == RANDOM_ESTIMATOR:
-                import torch
-
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)
-                    _estimators[key] = ObjectStateEstimator.from_estimator_config(ObjectStateEstimatorConfig()).eval()
-            else:
-                _estimators[key] = ObjectStateEstimator.from_pretrained(spec).eval()
-        return _estimators[key]
 
 
 def resolve_reward_model(spec: Any, estimator: Any = "default") -> RewardModel:

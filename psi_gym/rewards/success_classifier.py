@@ -44,7 +44,7 @@ class SuccessClassifierReward:
 
     def __init__(self, estimator: ObjectStateEstimator | str = "default",
                  config: SuccessClassifierRewardConfig | None = None) -> None:
-        from psi_gym.rewards.resolve import load_estimator
+        from psi_gym.rewards.object_state import load_estimator
 
         self.estimator = load_estimator(estimator)
         self.config = config or SuccessClassifierRewardConfig()

@@ -9,11 +9,12 @@ Public API::
     out.frames, out.state, out.object_position            # frame/state/object position at t+1
 
 Files: ``config.py`` (dataclasses), ``model.py`` (`WorldModel`), ``sampler.py`` (flow-matching
-sampler), ``text_encoder.py`` (MiniLM instruction embeddings), ``checkpoint.py`` (loading,
-errors, optimizer state), ``dataset.py`` (training windows), ``training.py`` (trainer),
-``evaluation.py`` (PSNR and rollout metrics), ``benchmark.py`` (predict speed),
-``commands.py`` (``psi-gym train-w0`` and ``bench-w0``),
-``synthetic.py`` (a 2-D stand-in world for development).
+sampler), ``text_encoder.py`` (MiniLM instruction embeddings), ``checkpoint.py`` (folders, errors,
+optimizer state), ``loading.py`` (`load_world_model`: a name or folder -> a model, once per
+weights), ``dataset.py`` (training windows), ``training.py`` (trainer), ``schedule.py`` (learning
+rate), ``evaluation.py`` (PSNR and open-loop prediction), ``fidelity.py`` (the report against the
+simulator), ``benchmark.py`` (predict speed), ``commands.py`` (``psi-gym train-w0``, ``bench-w0``,
+``eval-w0``), ``synthetic.py`` (a 2-D stand-in world for development).
 """
 
 import importlib
@@ -32,6 +33,7 @@ _EXPORTS = {
     "WorldModelConfig": "config",
     "debug_config": "config",
     "tiny_config": "config",
+    "load_world_model": "loading",
     "WorldModel": "model",
     "WorldModelForwardOutput": "model",
     "WorldModelOutput": "model",

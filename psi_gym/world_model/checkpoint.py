@@ -24,7 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import WanBackboneConfig, WorldModelConfig
+from psi_gym.data.assets import AssetKind
+
+from .config import WanBackboneConfig, WorldModelConfig, backbone_in_channels
 
 logger = logging.getLogger(__name__)
 
@@ -39,34 +41,29 @@ class CheckpointError(ValueError):
     """A checkpoint folder exists but does not hold a loadable world model."""
 
 
+WORLD_MODEL_ASSET = AssetKind(
+    name="world model",
+    default_folder="w0-default",
+    marker=CONFIG_NAME,
+    missing_default=(
+        "the default Psi-W0 checkpoint is not at {path}. Train it on robot rollouts with "
+        "`psi-gym collect ...` then `psi-gym train-w0 --data <rollouts> --out {path}` "
+        "(or pass the folder of another checkpoint to WorldModel.from_pretrained)."
+    ),
+    missing_folder=(
+        f"no world-model checkpoint folder at {{path}}: expected a local folder holding config.json + "
+        f"{WEIGHTS_NAME} (from WorldModel.save_pretrained) or a Wan diffusers folder with transformer/; "
+        "download Hub checkpoints first (e.g. `huggingface-cli download <repo> --local-dir <folder>`)"
+    ),
+    # a Wan diffusers folder keeps its transformer one level down
+    files=("*.safetensors", "*.json", "transformer/*.safetensors", "transformer/*.json"),
+)
+"""How ``"default"`` and folders name a world model (`psi_gym.data.assets`)."""
+
+
 def default_checkpoint_path() -> Path:
     """``psi_gym/assets/w0-default``: the checkpoint that ships with the package."""
-    return Path(__file__).resolve().parent.parent / "assets" / "w0-default"
-
-
-def resolve_checkpoint_path(name_or_path: str | os.PathLike) -> Path:
-    """Map ``"default"`` to the shipped folder and check that the folder exists.
-
-    Raises:
-        FileNotFoundError: with, for the default checkpoint, the command that trains it.
-    """
-    if str(name_or_path) == "default":
-        path = default_checkpoint_path()
-        if not (path / CONFIG_NAME).is_file():
-            raise FileNotFoundError(
-                f"the default Psi-W0 checkpoint is not at {path}. Train it on robot rollouts with "
-                f"`psi-gym collect ...` then `psi-gym train-w0 --data <rollouts> --out {path}` "
-                "(or pass the folder of another checkpoint to WorldModel.from_pretrained)."
-            )
-        return path
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"no world-model checkpoint folder at {path}: expected a local folder holding config.json + "
-            f"{WEIGHTS_NAME} (from WorldModel.save_pretrained) or a Wan diffusers folder with transformer/; "
-            "download Hub checkpoints first (e.g. `huggingface-cli download <repo> --local-dir <folder>`)"
-        )
-    return path
+    return WORLD_MODEL_ASSET.default_path
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -80,9 +77,10 @@ def _has_weights(folder: Path) -> bool:
     return (folder / WEIGHTS_NAME).is_file() or (folder / WEIGHTS_INDEX_NAME).is_file()
 
 
-def load_world_model(cls: type, name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
-    """Load a `WorldModel` (``cls``) from a Psi-W0 folder or a Wan diffusers folder; see module doc."""
-    path = resolve_checkpoint_path(name_or_path)
+def load_pretrained(cls: type, name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``WorldModel.from_pretrained``: load ``cls`` from ``"default"``, a Psi-W0 folder or a Wan
+    diffusers folder (see the module doc); ``kwargs`` go to diffusers (``torch_dtype`` ...)."""
+    path = WORLD_MODEL_ASSET.resolve(name_or_path)
     config_path = path / CONFIG_NAME
     if config_path.is_file():
         config = _read_config(config_path)
@@ -191,8 +189,6 @@ def adapt_backbone_channels(transformer: nn.Module, in_channels: int, out_channe
 def _load_wan_folder(cls: type, path: Path, transformer_folder: Path, **kwargs: Any) -> Any:
     from diffusers import WanTransformer3DModel
 
-    from .model import backbone_in_channels
-
     if "backbone" in kwargs:
         raise CheckpointError("a Wan folder fixes the backbone; do not pass backbone=")
     config_names = set(WorldModelConfig.__dataclass_fields__) - {"backbone"}
@@ -234,7 +230,27 @@ def _load_wan_folder(cls: type, path: Path, transformer_folder: Path, **kwargs: 
         zero_out=config.predict_residual,
     )
     model = cls(**config.to_kwargs(), pretrained_backbone=transformer)
-    return model.to(transformer.device, transformer.dtype)
+    # the fresh parts take the dtype the transformer was loaded in, the diffusers way
+    if kwargs.get("torch_dtype") is not None:
+        cast_like_from_pretrained(model, kwargs["torch_dtype"])
+    return model.to(transformer.device)
+
+
+def cast_like_from_pretrained(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast ``model``'s floating weights to ``dtype`` in place, as diffusers'
+    ``from_pretrained(torch_dtype=dtype)`` does: state-dict tensors of the modules named in
+    ``model._keep_in_fp32_modules`` (norms, ``scale_shift_table``, the timestep embedder ...) become
+    float32 instead, and non-persistent buffers are left as they are. Unlike ``model.to(dtype)``
+    this neither casts those modules nor prints diffusers' warning about them."""
+    keep = list(getattr(model, "_keep_in_fp32_modules", None) or [])
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if not tensor.is_floating_point():
+                continue
+            target = torch.float32 if any(module in name.split(".") for module in keep) else dtype
+            if tensor.dtype != target:
+                tensor.data = tensor.data.to(target)
+    return model
 
 
 # ------------------------------------------------------------------------- optimizer state
@@ -280,13 +296,14 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, folder: str | os.Path
 
 
 __all__ = [
+    "WORLD_MODEL_ASSET",
     "CheckpointError",
     "WanBackboneConfig",
     "adapt_backbone_channels",
+    "cast_like_from_pretrained",
     "default_checkpoint_path",
     "is_wan_folder",
     "load_optimizer_state",
-    "load_world_model",
-    "resolve_checkpoint_path",
+    "load_pretrained",
     "save_optimizer_state",
 ]

@@ -97,6 +97,11 @@ DEBUG_BACKBONE = WanBackboneConfig(
 )
 
 
+def backbone_in_channels(num_context_frames: int, coordinate_channels: bool) -> int:
+    """Input channels of the backbone: noisy frame + K context frames (+ x, y coordinates)."""
+    return 3 * (num_context_frames + 1) + (2 if coordinate_channels else 0)
+
+
 @dataclass
 class WorldModelConfig:
     """Everything `WorldModel` needs: sizes, normalisation and the sampler's defaults.

@@ -44,6 +44,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .attention import use_fast_rotary_attention
+from .checkpoint import load_pretrained
 from .config import (
     ACTION_DIM,
     INSTRUCTION_DIM,
@@ -51,6 +52,7 @@ from .config import (
     STATE_DIM,
     WanBackboneConfig,
     WorldModelConfig,
+    backbone_in_channels,
 )
 from .sampler import NUM_TRAIN_TIMESTEPS, FlowMatchSampler
 
@@ -299,7 +301,8 @@ class WorldModel(ModelMixin, ConfigMixin):
         features = [action, state]
         if self.config.action_dim == self.config.state_dim:
             # how far each joint is told to move, in state units: what position control acts on
-            target_in_state_units = self.normalize_state(self.denormalize_action(action))
+            # (the ranges are float32 buffers whatever the weights' dtype; back to the inputs')
+            target_in_state_units = self.normalize_state(self.denormalize_action(action)).to(action.dtype)
             features.append(target_in_state_units - state)
         action_tokens = self.action_proj(torch.cat(features, dim=-1))
         action_tokens = action_tokens.unflatten(-1, (self.config.num_action_tokens, -1))
@@ -472,18 +475,11 @@ class WorldModel(ModelMixin, ConfigMixin):
             FileNotFoundError: the folder does not exist (for ``"default"``: how to train one).
             psi_gym.world_model.checkpoint.CheckpointError: the folder is not a loadable world model.
         """
-        from .checkpoint import load_world_model
-
-        return load_world_model(cls, pretrained_model_name_or_path, **kwargs)
+        return load_pretrained(cls, pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def _diffusers_from_pretrained(cls, path: str, **kwargs: Any) -> Any:
         return super().from_pretrained(path, **kwargs)
-
-
-def backbone_in_channels(num_context_frames: int, coordinate_channels: bool) -> int:
-    """Input channels of the backbone: noisy frame + K context frames (+ x, y coordinates)."""
-    return 3 * (num_context_frames + 1) + (2 if coordinate_channels else 0)
 
 
 def _check_vector(value: Any, name: str, batch: int, dim: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ from gymnasium.error import ResetNeeded
 
 import psi_gym
 from psi_gym.data.lerobot import EpisodeDataset
-from psi_gym.envs.demos import default_demos_path
+from psi_gym.envs.demo_set import default_demos_path
 from psi_gym.envs.psi_w0_retarget import PsiW0RetargetEnv
 from psi_gym.sim.hands import hand_spec, residual_scale
 
@@ -162,7 +162,7 @@ def test_residual_and_absolute_action_mapping(world_model_path):
     env.step(np.zeros(22, np.float32))
     np.testing.assert_allclose(reward.calls[-1].target[0], reference, atol=1e-6)
     action = np.full(22, 0.5, np.float32)
-    reference = env.rollout.observation(0)["reference"].reshape(-1, 22)[0]
+    reference = env.core.observation(0)["reference"].reshape(-1, 22)[0]
     env.step(action)
     expected = np.clip(reference + 0.5 * residual_scale(hand_spec("robot")) * action, low, high)
     np.testing.assert_allclose(reward.calls[-1].target[0], expected, atol=1e-6)
@@ -246,11 +246,11 @@ def test_render_and_record_video(tmp_path, env_kwargs):
 def test_bad_actions_are_refused(env_kwargs, action, match):
     env = PsiW0RetargetEnv(**env_kwargs)
     env.reset(seed=0)
-    frame = env.rollout.frame(0)
+    frame = env.core.frame(0)
     with pytest.raises(ValueError, match=match):
         env.step(action)
-    np.testing.assert_array_equal(env.rollout.frame(0), frame)  # nothing was predicted
-    assert env.rollout.step_count[0] == 0
+    np.testing.assert_array_equal(env.core.frame(0), frame)  # nothing was predicted
+    assert env.core.step_count[0] == 0
 
 
 def test_step_before_reset(env_kwargs):
@@ -293,7 +293,7 @@ def test_bad_constructor_arguments(env_kwargs, tmp_path):
 
 def test_bfloat16_world_model_keeps_the_spaces(env_kwargs):
     env = gym.make(ENV_ID, world_model_dtype="bfloat16", **env_kwargs)
-    assert env.unwrapped.rollout.world_model.dtype == torch.bfloat16
+    assert env.unwrapped.core.world_model.dtype == torch.bfloat16
     obs, _ = env.reset(seed=0)
     for _ in range(3):
         obs, reward, *_ = env.step(env.action_space.sample())

@@ -27,7 +27,7 @@ def test_make_vec_gives_the_native_vector_env(env_kwargs):
     obs, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
     assert obs in envs.observation_space and reward.shape == (3,) and reward.dtype == np.float32
     assert terminated.dtype == truncated.dtype == np.bool_ and info["step"].tolist() == [1, 1, 1]
-    assert envs.rollout.profile.steps == 1  # one batched world-model call for the three envs
+    assert envs.core.profile.steps == 1  # one batched world-model call for the three envs
     envs.close()
 
 
@@ -56,7 +56,7 @@ def test_next_step_autoreset(env_kwargs):
     assert truncated.all() and not terminated.any() and info["step"].tolist() == [2, 2, 2]
     _, reward, terminated, truncated, info = envs.step(ZERO)  # this step resets, ignoring the action
     assert not (terminated | truncated).any() and (reward == 0).all() and info["step"].tolist() == [0, 0, 0]
-    assert envs.rollout.profile.steps == 2  # no world-model call for the reset step
+    assert envs.core.profile.steps == 2  # no world-model call for the reset step
     assert envs.step(ZERO)[4]["step"].tolist() == [1, 1, 1]
 
 

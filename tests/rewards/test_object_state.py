@@ -3,6 +3,7 @@ and the shipped default on freshly simulated rollouts (CPU, tiny configs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -165,7 +166,8 @@ def test_bad_inputs_are_clear_errors():
 def test_missing_or_corrupt_checkpoints_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="train-estimator"):
         ObjectStateEstimator.from_pretrained(tmp_path / "nowhere")
-    monkeypatch.setattr(object_state, "default_estimator_path", lambda: tmp_path / "not-shipped")
+    not_shipped = dataclasses.replace(object_state.ESTIMATOR_ASSET, default_folder=str(tmp_path / "not-shipped"))
+    monkeypatch.setattr(object_state, "ESTIMATOR_ASSET", not_shipped)
     with pytest.raises(FileNotFoundError, match=r"not-shipped.*config\.json.*psi-gym train-estimator"):
         ObjectStateEstimator.from_pretrained("default")
     monkeypatch.undo()

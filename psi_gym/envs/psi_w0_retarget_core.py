@@ -1,11 +1,14 @@
-"""The batched rollout behind `PsiW0RetargetEnv` and `PsiW0RetargetVectorEnv`.
+"""The batched core of PsiW0-Retarget-v0, under both `PsiW0RetargetEnv` and `PsiW0RetargetVectorEnv`.
 
-`RetargetRollout` holds N episodes (one per env row) and steps any subset of them with ONE
-world-model call. The single env is a rollout of one row, the vector env a rollout of N, so
-both share every rule: action mapping, observations, reward call, termination.
+`PsiW0RetargetCore` holds N episodes (one per env row) and steps any subset of them with ONE
+world-model call. The single env is a core of one row, the vector env a core of N, so both share
+every rule: action mapping, observations, reward call, termination.
 
-The world model owns prediction; this owns the rollout contract (what an episode starts from,
-what the policy's action means, when an episode ends, when the reward model is asked).
+The world model owns prediction; this owns the env's contract (what an episode starts from, what
+the policy's action means, when an episode ends, when the reward model is asked). It is handed its
+world model, reward model and demo set as objects; `PsiW0RetargetCore.from_config` (what the env
+classes call) resolves the names a user may give instead (``"default"``, folders) once, at the
+edge, through `psi_gym.data.assets`.
 
 Notation, per row (``t`` = steps taken so far, ``T`` = the demo's length):
 
@@ -13,42 +16,38 @@ Notation, per row (``t`` = steps taken so far, ``T`` = the demo's length):
                  as the robot clips every target), held at ``ref[T]`` past the end;
 * ``a``          the policy's action in [-1, 1]^22 (values outside are clipped);
 * residual mode: ``target = clip(ref[t+1] + gain * s * a)``, ``s = residual_scale(robot)``
-                 (3 cm wrist position, 0.15 rad wrist rotation, 0.4 rad finger joints);
+                 (3 cm wrist position, 0.15 rad wrist rotation, 0.4 rad finger joints):
+                 `psi_gym.sim.hands.residual_joint_targets`;
 * absolute mode: ``target = low + (a + 1) / 2 * (high - low)`` over the joint ranges.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from psi_gym.envs.demos import (
+from psi_gym.envs.demo_set import (
     DEFAULT_DEMOS,
     DemoSet,
     DemoStart,
+    load_demo_set,
     resize_frame,
     select_demo,
-    shared_demo_set,
 )
-from psi_gym.rewards.base import RewardInput, as_reward_output
+from psi_gym.rewards.base import RewardInput, RewardModel, as_reward_output
 from psi_gym.rewards.resolve import resolve_reward_model
-from psi_gym.sim.hands import hand_spec, residual_scale
-from psi_gym.world_model.config import INFERENCE_DTYPES
-
-if TYPE_CHECKING:
-    from psi_gym.world_model import WorldModel
+from psi_gym.sim.hands import hand_spec, residual_joint_targets, residual_scale
+from psi_gym.world_model.config import INFERENCE_DTYPES, INSTRUCTION_DIM
+from psi_gym.world_model.loading import load_world_model
+from psi_gym.world_model.model import WorldModel
 
 ACTION_MODES = ("residual", "absolute")
-RANDOM_WORLD_MODELS = ("random:tiny", "random:debug")
-INSTRUCTION_DIM = 384
 
 
 @dataclass
@@ -57,16 +56,18 @@ class PsiW0RetargetConfig:
     of ``gym.make`` / ``gym.make_vec``, or as one ``config=``)."""
 
     world_model: Any = "default"
-    """a `WorldModel`, ``"default"`` (the shipped checkpoint), a checkpoint folder, or
-    ``"random:tiny"`` / ``"random:debug"`` (untrained, for speed checks and smoke tests). Named
-    checkpoints are loaded once per process and shared by all envs; an object passed through
-    ``gym.make`` is deep-copied by Gymnasium (construct the env class directly to share it)."""
+    """a `WorldModel` (used as is: the env steps that very object), ``"default"`` (the shipped
+    checkpoint), a checkpoint folder, or ``"random:tiny"`` / ``"random:debug"`` (untrained, for
+    speed checks and smoke tests). Named checkpoints load through `load_world_model`'s process
+    cache, shared by all envs until new weights are saved into the folder. ``gym.make`` and
+    ``gym.make_vec`` hand an object through uncopied (Gymnasium 1.x copies only the registered
+    kwargs); reading ``env.spec`` through a wrapper deep-copies the spec, the model with it."""
     demos: Any = DEFAULT_DEMOS
     """``"default"`` (48 shipped retargeted demos), a dataset folder of retargeted or human demos,
     an `EpisodeDataset`, an `Episode` or a list of them."""
     reward_model: Any = "object_tracking"
-    """a reward model, ``"object_tracking"``, ``"success_classifier"``, ``"package.module:Name"``
-    or a function ``batch -> rewards`` (see `psi_gym.rewards`)."""
+    """a reward-model object (used as is), ``"object_tracking"``, ``"success_classifier"``,
+    ``"package.module:Name"`` or a function ``batch -> rewards`` (see `psi_gym.rewards`)."""
     estimator: Any = "default"
     """the object-state estimator the built-in reward models use when named by string: an
     `ObjectStateEstimator`, ``"default"``, a folder or ``"random"``."""
@@ -89,11 +90,12 @@ class PsiW0RetargetConfig:
     num_inference_steps: int | None = None
     """world-model sampler steps (default: the checkpoint's own)."""
     device: str | None = None
-    """where a loaded world model runs (default: CUDA if available, else CPU)."""
+    """where a named world model runs (default: CUDA if available, else CPU); an object stays where it is."""
     world_model_dtype: str = "float32"
-    """weights and compute of a loaded world model: ``"float32"``, ``"bfloat16"`` or ``"float16"``
-    (half precision is meant for GPUs; on the 2-core CPU bfloat16 measured no faster, see the
-    README)."""
+    """weights and compute of a named world model: ``"float32"``, ``"bfloat16"`` or ``"float16"``,
+    loaded the diffusers way (``torch_dtype=``: norms and modulation tables stay float32); an
+    object keeps its own. Half precision is meant for GPUs; on the 2-core CPU bfloat16 measured no
+    faster, see the README."""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ACTION_MODES:
@@ -120,49 +122,9 @@ class PsiW0RetargetConfig:
         return dataclasses.replace(config or cls(), **overrides)
 
 
-_world_models: dict[tuple[str, str, str], WorldModel] = {}
-_world_models_lock = threading.Lock()
-
-
-def load_world_model(spec: Any = "default", device: str | None = None, dtype: str = "float32") -> WorldModel:
-    """A `WorldModel` (used as is), ``"default"``, a checkpoint folder or ``"random:tiny"`` /
-    ``"random:debug"`` -> a world model in eval mode, its weights in ``dtype`` (one of
-    `INFERENCE_DTYPES`). Loaded checkpoints are shared per (folder, device, dtype): envs only
-    run inference.
-
-    Raises:
-        FileNotFoundError: the default checkpoint is not shipped yet / no folder at the path.
-        ValueError: an unknown dtype.
-    """
-    from psi_gym.world_model import WorldModel, debug_config, tiny_config
-
-    if dtype not in INFERENCE_DTYPES:
-        raise ValueError(f"world-model dtype must be one of {INFERENCE_DTYPES}, got {dtype!r}")
-    if isinstance(spec, WorldModel):
-        return spec.eval()
-    if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"world_model must be a WorldModel, 'default', a folder or one of {RANDOM_WORLD_MODELS}, "
-                        f"got {type(spec).__name__}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    name = str(spec)
-    key = (name if name == "default" or name in RANDOM_WORLD_MODELS else str(os.path.realpath(os.path.expanduser(name))),
-           device, dtype)
-    with _world_models_lock:
-        if key not in _world_models:
-            if name in RANDOM_WORLD_MODELS:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)
-                    config = tiny_config() if name == "random:tiny" else debug_config()
-                    model = WorldModel.from_model_config(config)
-            else:
-                model = WorldModel.from_pretrained(name)
-            _world_models[key] = model.to(device, getattr(torch, dtype)).eval()
-        return _world_models[key]
-
-
 @dataclass
 class StepResult:
-    """What `RetargetRollout.step` returns for the stepped rows."""
+    """What `PsiW0RetargetCore.step` returns for the stepped rows."""
 
     reward: np.ndarray  # (n,) float32
     terminated: np.ndarray  # (n,) bool
@@ -186,27 +148,41 @@ class StepProfile:
         self.steps = self.env_steps = 0
 
 
-class RetargetRollout:
+class PsiW0RetargetCore:
     """N episodes in the world model, stepped together (see the module doc).
 
     Args:
-        config: the env options.
+        config: the env options (its ``world_model``, ``reward_model``, ``estimator`` and ``demos``
+            are not read: the objects below are what it uses).
+        world_model: the `WorldModel` that predicts every step.
+        reward_model: a `RewardModel` (``batch -> RewardOutput``).
+        demos: the `DemoSet` episodes start from.
         num_envs: N rows.
     """
 
-    def __init__(self, config: PsiW0RetargetConfig, num_envs: int = 1) -> None:
+    def __init__(self, config: PsiW0RetargetConfig, world_model: WorldModel, reward_model: RewardModel,
+                 demos: DemoSet, num_envs: int = 1) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        if not isinstance(world_model, WorldModel):
+            raise TypeError(f"world_model must be a WorldModel (names resolve in PsiW0RetargetCore.from_config), "
+                            f"got {type(world_model).__name__}")
+        if not callable(reward_model):
+            raise TypeError(f"reward_model must be callable (batch -> RewardOutput), got {type(reward_model).__name__}")
+        if not isinstance(demos, DemoSet):
+            raise TypeError(f"demos must be a DemoSet (names resolve in PsiW0RetargetCore.from_config), "
+                            f"got {type(demos).__name__}")
         self.config = config
         self.num_envs = n = int(num_envs)
-        self.world_model = load_world_model(config.world_model, config.device, config.world_model_dtype)
+        self.world_model = world_model
         self.device = self.world_model.device
-        self.reward_model = resolve_reward_model(config.reward_model, config.estimator)
-        self.demos: DemoSet = shared_demo_set(config.demos, config.successful_demos_only)
+        self.reward_model = reward_model
+        self.demos = demos
 
         spec = hand_spec("robot")
         ranges = spec.joint_ranges().astype(np.float32)
         self.num_joints = spec.num_joints
+        self.joint_ranges = ranges
         self.joint_low, self.joint_high = ranges[:, 0].copy(), ranges[:, 1].copy()
         self.residual_scale = (residual_scale(spec) * config.residual_gain).astype(np.float32)
         model_config = self.world_model.config
@@ -249,6 +225,17 @@ class RetargetRollout:
         self._embeddings: dict[str, torch.Tensor] = {}
         self.profile = StepProfile()
 
+    @classmethod
+    def from_config(cls, config: PsiW0RetargetConfig, num_envs: int = 1) -> PsiW0RetargetCore:
+        """A core for ``config``, its names resolved once here (the edge): the world model by
+        `load_world_model` (``device``, ``world_model_dtype``), the reward model by
+        `resolve_reward_model` (with ``estimator``), the demos by `load_demo_set`. Objects in the
+        config are used as they are."""
+        world_model = load_world_model(config.world_model, config.device, config.world_model_dtype)
+        reward_model = resolve_reward_model(config.reward_model, config.estimator)
+        demos = load_demo_set(config.demos, config.successful_demos_only)
+        return cls(config, world_model, reward_model, demos, num_envs)
+
     # ----------------------------------------------------------------------------- reset
     def reset(self, rows: np.ndarray, rngs: list[np.random.Generator], demos: list[Any]) -> None:
         """Start a new episode in each of ``rows``: demo ``demos[j]`` (see `select_demo`) drawn
@@ -271,7 +258,8 @@ class RetargetRollout:
     def _embedding(self, instruction: str) -> torch.Tensor:
         if instruction not in self._embeddings:
             # The process-wide MiniLM encoder (what WorldModel.encode_instruction uses), called
-            # directly so that the model object stays deep-copyable (gym.make copies its kwargs).
+            # directly so that the model object stays deep-copyable: reading `env.spec` through a
+            # Gymnasium wrapper deep-copies the spec's kwargs, a model object among them.
             from psi_gym.world_model.text_encoder import encode_instructions
 
             self._embeddings[instruction] = encode_instructions(instruction).detach().float().cpu()
@@ -311,8 +299,7 @@ class RetargetRollout:
         if self.config.action_mode == "absolute":
             return self.joint_low + (actions + 1.0) * 0.5 * (self.joint_high - self.joint_low)
         index = np.minimum(self.step_count[rows] + 1, self.references.shape[1] - 1)
-        reference = self.references[rows, index]
-        return np.clip(reference + self.residual_scale * actions, self.joint_low, self.joint_high)
+        return residual_joint_targets(self.references[rows, index], actions, self.residual_scale, self.joint_ranges)
 
     def step(self, rows: np.ndarray, actions: np.ndarray) -> StepResult:
         """Advance ``rows`` (running episodes) by one step with checked ``actions`` (n, 22)."""

@@ -1,4 +1,4 @@
-"""Where the env's episodes come from: a set of demonstrations, each turned into an episode start.
+"""The env's demo set: the demonstrations its episodes start from, each turned into an episode start.
 
 A *demo* is a robot episode made by `psi_gym.retarget.pipeline.retarget_episode` from a human
 demonstration: its ``metadata`` holds the retargeted ``reference`` (T+1, 22), the human's object
@@ -20,17 +20,34 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from psi_gym.data.assets import AssetKind, load_asset
 from psi_gym.data.episode import Episode, EpisodeError
 from psi_gym.data.lerobot import EpisodeDataset
 from psi_gym.rewards.base import EpisodeContext
 from psi_gym.sim.scene import SceneParams
 
 DEFAULT_DEMOS = "default"
+DEMO_SET_ASSET = AssetKind(
+    name="demo set",
+    default_folder="demos-default",
+    marker="meta/info.json",
+    missing_default=(
+        "the default demo set is not at {path}. Make it with `psi-gym demos --num 48 --seed 2026 --out "
+        "runs/demos-2026 && psi-gym retarget --demos runs/demos-2026 --out {path}`."
+    ),
+    missing_folder=(
+        "no demo set folder at {path}: expected a LeRobot v3 dataset of human demos (`psi-gym demos`) "
+        "or of their retargets (`psi-gym retarget`)"
+    ),
+    # info.json is the dataset's commit point; a rewritten dataset has new files throughout
+    files=("meta/*.json", "meta/*.parquet", "meta/episodes/*/*.parquet", "data/*/*.parquet", "videos/*/*/*.mp4"),
+)
+"""How ``"default"`` and folders name a demo set (`psi_gym.data.assets`)."""
 
 
 def default_demos_path() -> Path:
     """``psi_gym/assets/demos-default``: 48 retargeted demos (16 per task) shipped with the package."""
-    return Path(__file__).resolve().parent.parent / "assets" / "demos-default"
+    return DEMO_SET_ASSET.default_path
 
 
 @dataclass(frozen=True)
@@ -100,8 +117,7 @@ class DemoSet:
 
     def __init__(self, source: Any = DEFAULT_DEMOS, successful_only: bool = True) -> None:
         if isinstance(source, (str, os.PathLike)):
-            source = default_demos_path() if str(source) == DEFAULT_DEMOS else Path(source).expanduser()
-            source = EpisodeDataset(source)
+            source = EpisodeDataset(DEMO_SET_ASSET.resolve(source))
         if isinstance(source, Episode):
             source = [source]
         self._dataset: EpisodeDataset | None = None
@@ -172,21 +188,14 @@ class DemoSet:
         return None if index is None else self[index]
 
 
-_demo_sets: dict[str, DemoSet] = {}
-_demo_sets_lock = threading.Lock()
-
-
-def shared_demo_set(source: Any, successful_only: bool = True) -> DemoSet:
-    """A `DemoSet`, shared between envs when ``source`` names a folder (its episodes are then
-    decoded and, for human demos, retargeted once per process)."""
+def load_demo_set(source: Any = DEFAULT_DEMOS, successful_only: bool = True) -> DemoSet:
+    """A `DemoSet` of ``source``. Named ones (``"default"``, a folder) load through the process asset
+    cache of `psi_gym.data.assets` and are shared between envs (their episodes are decoded and, for
+    human demos, retargeted once per process), until the dataset's files change; anything else
+    (episodes, an `EpisodeDataset`) makes a new set."""
     if not isinstance(source, (str, os.PathLike)):
         return DemoSet(source, successful_only)
-    path = default_demos_path() if str(source) == DEFAULT_DEMOS else Path(source).expanduser().resolve()
-    key = f"{path}|{successful_only}"
-    with _demo_sets_lock:
-        if key not in _demo_sets:
-            _demo_sets[key] = DemoSet(path, successful_only)
-        return _demo_sets[key]
+    return load_asset(DEMO_SET_ASSET, source, lambda folder: DemoSet(folder, successful_only), successful_only)
 
 
 def select_demo(demos: DemoSet, choice: Any, rng: np.random.Generator, successful_only: bool = True) -> DemoStart:
@@ -211,7 +220,7 @@ def select_demo(demos: DemoSet, choice: Any, rng: np.random.Generator, successfu
         if found is not None:
             return found
         if Path(choice).expanduser().is_dir():
-            return shared_demo_set(choice, successful_only).draw(rng)
+            return load_demo_set(choice, successful_only).draw(rng)
         examples = ", ".join(repr(i) for i in demos.ids[:3])
         raise ValueError(f"unknown demo {str(choice)!r}: neither a demo id of {demos.name!r} (e.g. {examples}) "
                          "nor a dataset folder")
