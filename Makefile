@@ -19,7 +19,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml constraints.txt
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/python -m psi_gym.demo
+	$(BIN)/python -m psi_gym.showcase
 
 test: install
 	$(BIN)/python -m pytest -q -x --timeout 600 tests

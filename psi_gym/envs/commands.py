@@ -1,4 +1,5 @@
-"""``psi-gym bench``: steps/s of the world-model vector env next to the ground-truth simulator's.
+"""The envs part's subcommand, ``psi-gym bench``: steps/s of the world-model vector env next to
+the ground-truth simulator's. `psi_gym.cli` lists it from `COMMANDS`; nothing here imports the CLI.
 
 For each N: the native vector env (``gym.make_vec("PsiW0-Retarget-v0", num_envs=N)``) stepped
 with random actions, timed, and split into world-model forward / reward model / env overhead
@@ -16,11 +17,15 @@ sub-env being autoreset that step is not counted, its reset time is); the profil
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
-from psi_gym.cli import log, register
 from psi_gym.world_model.config import INFERENCE_DTYPES
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _int_list(value: str) -> list[int]:
@@ -139,4 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-register("bench", "steps/s of the world-model vector env vs the ground-truth sim, with a time profile", configure, run)
+COMMANDS = {
+    "bench": ("steps/s of the world-model vector env vs the ground-truth sim, with a time profile", configure, run),
+}
+"""name -> (help, configure(parser), run(args) -> summary), listed by `psi_gym.cli`."""

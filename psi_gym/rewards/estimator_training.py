@@ -26,7 +26,6 @@ geometric augmentation: where the object is in the image *is* the position targe
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -352,9 +351,45 @@ def _balanced_accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> float:
     return float(np.mean(recalls))
 
 
+@dataclass
+class EstimatorTrainSummary:
+    """What `train_estimator` did (``to_dict`` is its JSON form, also ``training_summary.json``).
+
+    Sections that did not run (no held-out episodes, no ``eval_data``, no ``out_dir``) are None
+    and left out of ``to_dict``.
+    """
+
+    data: list[str]
+    """dataset folders trained on (episodes passed as objects are counted)."""
+    episodes: int
+    train_episodes: int
+    held_out_episodes: int
+    train_frames: int
+    parameters: int
+    steps: int
+    batch_size: int
+    seed: int
+    final_loss: dict[str, float]
+    """the loss parts' moving averages at the end."""
+    class_weights: dict[str, list[float]]
+    history: list[dict[str, Any]]
+    held_out: dict[str, Any] | None = None
+    """`evaluate_estimator` on the held-out episodes."""
+    held_out_augmented: dict[str, Any] | None = None
+    """the same on augmented frames (robustness)."""
+    eval_data: dict[str, Any] | None = None
+    """`evaluate_estimator` on ``eval_data``."""
+    seconds: float = 0.0
+    out: str | None = None
+    """the folder the estimator was saved to."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
 def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_dir: str | os.PathLike | None = None,
-                    seed: int = 0, eval_data: Any = None) -> dict[str, Any]:
-    """Train an `ObjectStateEstimator` on labelled episodes; return a JSON-ready summary.
+                    seed: int = 0, eval_data: Any = None) -> EstimatorTrainSummary:
+    """Train an `ObjectStateEstimator` on labelled episodes; return an `EstimatorTrainSummary`.
 
     Args:
         data: dataset folder(s) and/or `Episode` objects; ``config.val_fraction`` of the episodes
@@ -422,29 +457,29 @@ def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_d
     bar.close()
     model.eval()
 
-    summary: dict[str, Any] = {
-        "data": _describe(data),
-        "episodes": len(episodes),
-        "train_episodes": len(train_ids),
-        "held_out_episodes": len(val_ids),
-        "train_frames": len(train),
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "steps": config.steps,
-        "batch_size": config.batch_size,
-        "seed": seed,
-        "final_loss": running,
-        "class_weights": {name: weights[k].tolist() for k, name in enumerate(model_config.task_names)},
-        "history": history,
-    }
+    summary = EstimatorTrainSummary(
+        data=_describe(data),
+        episodes=len(episodes),
+        train_episodes=len(train_ids),
+        held_out_episodes=len(val_ids),
+        train_frames=len(train),
+        parameters=int(sum(p.numel() for p in model.parameters())),
+        steps=config.steps,
+        batch_size=config.batch_size,
+        seed=seed,
+        final_loss=running,
+        class_weights={name: weights[k].tolist() for k, name in enumerate(model_config.task_names)},
+        history=history,
+    )
     if len(held_out):
-        summary["held_out"] = evaluate_estimator(model, held_out, config.eval_batch_size)
+        summary.held_out = evaluate_estimator(model, held_out, config.eval_batch_size)
         augmented = torch.Generator().manual_seed(seed + 1)
-        summary["held_out_augmented"] = evaluate_estimator(model, held_out, config.eval_batch_size, config.augment, augmented)
+        summary.held_out_augmented = evaluate_estimator(model, held_out, config.eval_batch_size, config.augment, augmented)
     if eval_data is not None:
-        summary["eval_data"] = {"data": _describe(eval_data), **evaluate_estimator(model, eval_data, config.eval_batch_size)}
-    summary["seconds"] = time.perf_counter() - start_time
+        summary.eval_data = {"data": _describe(eval_data), **evaluate_estimator(model, eval_data, config.eval_batch_size)}
+    summary.seconds = time.perf_counter() - start_time
     if out_dir is not None:
-        summary["out"] = str(save_estimator(model, out_dir, summary))
+        summary.out = str(save_estimator(model, out_dir, summary.to_dict()))
     return summary
 
 
@@ -465,34 +500,3 @@ def save_estimator(model: ObjectStateEstimator, out_dir: str | os.PathLike, summ
         if summary is not None:
             (tmp / "training_summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return out
-
-
-# ------------------------------------------------------------------------------ CLI: train-estimator
-def configure(parser: argparse.ArgumentParser) -> None:
-    defaults = EstimatorTrainConfig()
-    parser.add_argument("--data", type=Path, nargs="+", required=True, help="robot-rollout dataset folder(s) (psi-gym collect)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the trained estimator (save_pretrained)")
-    parser.add_argument("--eval-data", type=Path, nargs="*", default=None,
-                        help="extra dataset folder(s) only evaluated at the end (e.g. rollouts of a fresh seed)")
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="fraction of episodes held out")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    config = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                  val_fraction=args.val_fraction, device=args.device)
-    return train_estimator(args.data, config, out_dir=args.out, seed=args.seed, eval_data=args.eval_data or None)
-
-
-def _register() -> None:
-    from psi_gym.cli import register
-
-    register("train-estimator", "train the object-state / success estimator that reads outcomes off (predicted) frames",
-             configure, run)
-
-
-_register()

@@ -1,14 +1,19 @@
-"""Subcommands of the world-model part; importing this module registers them with `psi_gym.cli`.
+"""The world-model part's subcommands. `psi_gym.cli` lists them from `COMMANDS`; nothing here
+imports the CLI.
 
 * ``psi-gym train-w0 --data ROOT [ROOT ...] --out DIR`` trains Psi-W0 on robot rollouts (resumes
   from the newest checkpoint in DIR; the model lands in DIR/final).
 * ``psi-gym bench-w0 [--model DIR]`` times `WorldModel.predict` at a few batch sizes.
+* ``psi-gym eval-w0`` reports W0's fidelity against the simulator. It reads outcomes off predicted
+  frames with the object-state estimator, which lives in `psi_gym.rewards`, above this part: the
+  CLI hands its loader in (`eval_w0_command`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +57,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         progress=not args.no_progress,
     )
     summary = train_world_model([str(root) for root in args.data], config, args.out, resume=not args.no_resume)
-    summary.pop("history", None)
-    return summary
+    return {key: value for key, value in dataclasses.asdict(summary).items() if key != "history"}
 
 
 def configure_bench(parser: argparse.ArgumentParser) -> None:
@@ -96,32 +100,32 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
 
 
-def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+def run_eval(args: argparse.Namespace, load_estimator: Callable[[str, str], Any]) -> dict[str, Any]:
+    """``eval-w0``; ``load_estimator(name_or_folder, device)`` gives the object-state estimator."""
     import torch
 
-    from psi_gym.rewards.object_state import ObjectStateEstimator
-
     from .fidelity import FidelityConfig, evaluate_fidelity
-    from .model import WorldModel
+    from .loading import load_world_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = WorldModel.from_pretrained(args.checkpoint).to(args.device, getattr(torch, args.dtype)).eval()
-    estimator = ObjectStateEstimator.from_pretrained(args.estimator).to(args.device).eval()
+    model = load_world_model(args.checkpoint, args.device, args.dtype)
+    estimator = load_estimator(args.estimator, args.device)
     config = FidelityConfig(episodes=args.episodes, pairs=args.pairs, horizon=args.horizon, seed=args.seed,
                             video_dir=args.video)
-    return {"checkpoint": args.checkpoint, "dtype": args.dtype, **evaluate_fidelity(model, estimator, config)}
+    return {"checkpoint": args.checkpoint, "dtype": args.dtype, **evaluate_fidelity(model, estimator, config).to_dict()}
 
 
-def _register() -> None:
-    from psi_gym.cli import register
-
-    register("train-w0", "train the Psi-W0 world model on robot rollouts (successes and failures)",
-             configure_train, run_train)
-    register("bench-w0", "time WorldModel.predict (ms per batched step, env steps per second)",
-             configure_bench, run_bench)
-    register("eval-w0", "fidelity of a world model against the simulator: PSNR/SSIM, counterfactual outcome agreement, speed",
-             configure_eval, run_eval)
+EVAL_W0_HELP = "fidelity of a world model against the simulator: PSNR/SSIM, counterfactual outcome agreement, speed"
 
 
-_register()
+def eval_w0_command(load_estimator: Callable[[str, str], Any]) -> tuple[str, Callable, Callable]:
+    """``psi-gym eval-w0`` as a `COMMANDS` entry, with the estimator loader the CLI hands in."""
+    return EVAL_W0_HELP, configure_eval, lambda args: run_eval(args, load_estimator)
+
+
+COMMANDS = {
+    "train-w0": ("train the Psi-W0 world model on robot rollouts (successes and failures)", configure_train, run_train),
+    "bench-w0": ("time WorldModel.predict (ms per batched step, env steps per second)", configure_bench, run_bench),
+}
+"""name -> (help, configure(parser), run(args) -> summary), listed by `psi_gym.cli` (with `eval_w0_command`)."""

@@ -1,4 +1,4 @@
-"""How good is a world model on held-out episodes: one-step and autoregressive metrics.
+"""How good is a world model on held-out episodes: one-step and open-loop (autoregressive) metrics.
 
 PSNR is on uint8 frames (peak 255). ``copy_last`` is the baseline that predicts "nothing moves"
 (the last context frame); a world model is only useful where it beats it, above all on the
@@ -33,10 +33,11 @@ def _context(frames: np.ndarray, t: int, k: int) -> np.ndarray:
     return frames[index]
 
 
-def rollout_open_loop(model: WorldModel, episodes: Sequence[Episode], starts: Sequence[int], horizon: int,
+def predict_open_loop(model: WorldModel, episodes: Sequence[Episode], starts: Sequence[int], horizon: int,
                       generator: torch.Generator, num_inference_steps: int | None = None) -> np.ndarray:
-    """Predicted frames (B, horizon, H, W, 3): episode b from real context at starts[b] with its
-    real actions starts[b] .. starts[b] + horizon - 1, predicted frames and states fed back."""
+    """Open-loop prediction: frames (B, horizon, H, W, 3), episode b from real context at
+    starts[b] with its real actions starts[b] .. starts[b] + horizon - 1, the model's own frames
+    and states fed back as context."""
     k = model.num_context_frames
     context = np.stack([_context(ep.frames, t0, k) for ep, t0 in zip(episodes, starts)])
     state = np.stack([ep.state[t0] for ep, t0 in zip(episodes, starts)])
@@ -65,7 +66,7 @@ def evaluate_world_model(
 
     Returns PSNR of the model and of copy-last-frame, over all pixels and over changed pixels
     (``|target - last| > change_threshold`` in any channel), state MAE (physical units), object
-    position error (m), and rollout PSNR after ``horizon`` steps fed back on its own frames
+    position error (m), and open-loop PSNR after ``horizon`` steps fed back on its own frames
     (states fed back too; the actions are the episodes').
     """
     k = model.num_context_frames
@@ -92,16 +93,16 @@ def evaluate_world_model(
         "object_error_m": float(np.mean(object_err)),
     }
 
-    # autoregressive: all episodes in one batch, from their first frame
+    # open loop: all episodes in one batch, from their first frame
     length = min(horizon, min(ep.num_steps for ep in episodes))
-    rollout_psnr = []
+    open_loop_psnr = []
     if length > 0:
-        rollout = rollout_open_loop(model, episodes, [0] * len(episodes), length, generator, num_inference_steps)
-        rollout_psnr = [psnr(rollout[:, t], np.stack([ep.frames[t + 1] for ep in episodes])) for t in range(length)]
-    if rollout_psnr:
-        metrics[f"rollout_psnr_step{length}"] = rollout_psnr[-1]
-        metrics["rollout_psnr_mean"] = float(np.mean(rollout_psnr))
+        predicted = predict_open_loop(model, episodes, [0] * len(episodes), length, generator, num_inference_steps)
+        open_loop_psnr = [psnr(predicted[:, t], np.stack([ep.frames[t + 1] for ep in episodes])) for t in range(length)]
+    if open_loop_psnr:
+        metrics[f"open_loop_psnr_step{length}"] = open_loop_psnr[-1]
+        metrics["open_loop_psnr_mean"] = float(np.mean(open_loop_psnr))
         last_truth = np.stack([ep.frames[0] for ep in episodes])
         truth = np.stack([ep.frames[length] for ep in episodes])
-        metrics[f"rollout_psnr_copy_first_step{length}"] = psnr(last_truth, truth)
+        metrics[f"open_loop_psnr_copy_first_step{length}"] = psnr(last_truth, truth)
     return metrics

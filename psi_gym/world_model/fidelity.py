@@ -17,6 +17,7 @@ On held-out episodes generated fresh from a seed:
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from psi_gym.world_model.evaluation import psnr, rollout_open_loop
+from psi_gym.world_model.evaluation import predict_open_loop, psnr
 from psi_gym.world_model.model import WorldModel
 
 
@@ -75,8 +76,45 @@ def _batches(items: list, size: int):
         yield items[i : i + size]
 
 
-def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> dict[str, Any]:
-    """The whole report as a JSON-serialisable dict (see the module docstring)."""
+@dataclass
+class FidelityReport:
+    """`evaluate_fidelity`'s report (``to_dict`` is its JSON form). PSNR in dB, SSIM in [0, 1];
+    ``*_per_step`` lists hold one value per open-loop horizon step."""
+
+    seed: int
+    horizon: int
+    psnr: float
+    psnr_copy_last: float
+    ssim: float
+    ssim_copy_last: float
+    psnr_per_step: list[float]
+    psnr_copy_last_per_step: list[float]
+    ssim_per_step: list[float]
+    ssim_copy_last_per_step: list[float]
+    psnr_gain_over_copy_last: float
+    outcome_agreement: float
+    """fraction of counterfactual branches whose predicted outcome (estimator on W0's last frame)
+    matches the simulator's."""
+    pair_both_right: float
+    """fraction of pairs with the success predicted as success and the failure as failure."""
+    estimator_on_true_frames: float
+    """the same agreement with the estimator on the simulator's own last frames (its ceiling)."""
+    pairs: int
+    pair_horizon_mean: float
+    outcome_agreement_per_task: dict[str, float]
+    ms_per_step: dict[str, float]
+    """``predict`` time at batch 1 and 16."""
+    device: str
+    video_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items() if key != "video_dir" or value is not None}
+
+
+def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> FidelityReport:
+    """The whole report (see the module docstring). ``estimator`` is anything with
+    ``success_probability(frames, task_names)`` (an `ObjectStateEstimator`), handed in: it lives
+    in `psi_gym.rewards`, above this part."""
     from psi_gym.retarget.robot_rollouts import make_counterfactual_pair, make_rollout
 
     if config.horizon < 1:
@@ -95,7 +133,7 @@ def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> d
     per_step_psnr, per_step_copy, per_step_ssim, per_step_ssim_copy = [], [], [], []
     predictions = []
     for chunk in _batches(list(range(len(episodes))), config.batch_size):
-        predictions.append(rollout_open_loop(model, [episodes[i] for i in chunk], [starts[i] for i in chunk], config.horizon, generator))
+        predictions.append(predict_open_loop(model, [episodes[i] for i in chunk], [starts[i] for i in chunk], config.horizon, generator))
     predicted = np.concatenate(predictions)
     truth = np.stack([ep.frames[t0 + 1 : t0 + 1 + config.horizon] for ep, t0 in zip(episodes, starts)])
     held = np.stack([np.repeat(ep.frames[t0][None], config.horizon, axis=0) for ep, t0 in zip(episodes, starts)])
@@ -121,7 +159,7 @@ def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> d
     pair_predictions, horizons, predicted_final, true_final = [], [], [], []
     for success, failure, branch in pairs:
         horizon = success.num_steps - branch
-        out = rollout_open_loop(model, [success, failure], [branch, branch], horizon, generator)
+        out = predict_open_loop(model, [success, failure], [branch, branch], horizon, generator)
         pair_predictions.append(out)
         predicted_final.extend([out[0, -1], out[1, -1]])
         true_final.extend([success.frames[-1], failure.frames[-1]])
@@ -154,7 +192,7 @@ def evaluate_fidelity(model: WorldModel, estimator, config: FidelityConfig) -> d
     if config.video_dir is not None:
         _write_videos(config, predicted, truth, pairs, pair_predictions)
         report["video_dir"] = str(config.video_dir)
-    return report
+    return FidelityReport(**report)
 
 
 def _write_videos(config: FidelityConfig, predicted, truth, pairs, pair_predictions) -> None:

@@ -31,6 +31,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,29 @@ def _config_json(config: TrainConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ the trainer
+@dataclass
+class TrainSummary:
+    """What `train_world_model` did. Losses are moving averages at the end, in model units."""
+
+    steps: int
+    """the step training reached (``num_steps``, or fewer after ``max_time_s``)."""
+    final_loss: float | None
+    frame_mse: float | None
+    state_mse: float | None
+    object_mse: float | None
+    time_s: float
+    final_dir: str | None
+    """``out_dir/final`` (None on processes other than the main one)."""
+    num_episodes: int
+    num_windows: int
+    resumed_from: str | None
+    """the checkpoint folder training resumed from, or None."""
+    stopped_early: bool
+    num_parameters: int
+    history: list[dict[str, float]]
+    """moving averages every 100 steps, and the callback's metrics."""
+
+
 def build_model(config: TrainConfig, episodes: list[Episode]) -> WorldModel:
     """A fresh (or ``init_from``) world model whose normalisation ranges come from ``episodes``."""
     ranges = compute_normalization(episodes)
@@ -221,8 +245,8 @@ def train_world_model(
     out_dir: str | os.PathLike = "runs/w0",
     resume: bool = True,
     callback: Callable[[int, WorldModel], dict[str, float] | None] | None = None,
-) -> dict[str, Any]:
-    """Train (or resume training) a world model; returns a JSON-able summary.
+) -> TrainSummary:
+    """Train (or resume training) a world model; returns a `TrainSummary` (also in ``out_dir/summary.json``).
 
     Args:
         episodes: Episode objects, or LeRobot dataset root(s) read with
@@ -235,8 +259,7 @@ def train_world_model(
             process (model in eval mode, no grad); a returned dict of numbers joins the history.
 
     Returns:
-        ``{"steps", "final_loss", "frame_mse", "state_mse", "object_mse", "time_s", "final_dir",
-        "num_episodes", "num_windows", "resumed_from", "num_parameters"}``.
+        a `TrainSummary`; ``dataclasses.asdict`` gives its JSON form.
     """
     from accelerate import Accelerator
 
@@ -353,23 +376,23 @@ def train_world_model(
     if is_main:
         final_dir = str(_save_final(out_dir, unwrapped))
     accelerator.wait_for_everyone()
-    summary = {
-        "steps": step,
-        "final_loss": running.get("loss", last_parts.get("loss")),
-        "frame_mse": running.get("frame_mse"),
-        "state_mse": running.get("state"),
-        "object_mse": running.get("object"),
-        "time_s": round(time.perf_counter() - start_time, 2),
-        "final_dir": final_dir,
-        "num_episodes": len(episodes_list),
-        "num_windows": len(dataset),
-        "resumed_from": resumed_from,
-        "stopped_early": stopped_early,
-        "num_parameters": unwrapped.num_parameters(),
-        "history": history,
-    }
+    summary = TrainSummary(
+        steps=step,
+        final_loss=running.get("loss", last_parts.get("loss")),
+        frame_mse=running.get("frame_mse"),
+        state_mse=running.get("state"),
+        object_mse=running.get("object"),
+        time_s=round(time.perf_counter() - start_time, 2),
+        final_dir=final_dir,
+        num_episodes=len(episodes_list),
+        num_windows=len(dataset),
+        resumed_from=resumed_from,
+        stopped_early=stopped_early,
+        num_parameters=unwrapped.num_parameters(),
+        history=history,
+    )
     if is_main:
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        (out_dir / "summary.json").write_text(json.dumps(dataclasses.asdict(summary), indent=1), encoding="utf-8")
     return summary
 
 

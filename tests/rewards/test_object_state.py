@@ -132,9 +132,10 @@ def test_train_estimator_is_reproducible_and_saves(episodes, tmp_path):
     config = EstimatorTrainConfig(model=TINY, steps=3, batch_size=8, eval_every=0, progress=False, val_fraction=0.2)
     first = train_estimator(episodes, config, out_dir=tmp_path / "a", seed=4)
     second = train_estimator(episodes, config, out_dir=tmp_path / "b", seed=4)
-    assert first["final_loss"] == second["final_loss"]
-    assert first["held_out_episodes"] == 2 and first["train_episodes"] == 7
-    assert set(first["held_out"]["per_task"]) <= set(TASKS)
+    assert first.final_loss == second.final_loss
+    assert first.held_out_episodes == 2 and first.train_episodes == 7
+    assert set(first.held_out["per_task"]) <= set(TASKS)
+    assert first.out == str(tmp_path / "a") and "eval_data" not in first.to_dict()  # sections that did not run
     loaded = ObjectStateEstimator.from_pretrained(tmp_path / "a")
     assert json.loads((tmp_path / "a" / "training_summary.json").read_text())["steps"] == 3
     # Position normalisation comes from the data, not the defaults.

@@ -25,3 +25,17 @@ def test_train_w0_missing_data_is_one_clear_error(tmp_path, capsys):
     code = main(["train-w0", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "w0"), "--steps", "1"])
     assert code == 2
     assert "train-w0: error" in capsys.readouterr().err
+
+
+def test_eval_w0_is_handed_the_estimator_by_the_cli(tmp_path, capsys):
+    from psi_gym.world_model.config import debug_config
+    from tests.envs.helpers import save_tiny_estimator
+
+    WorldModel.from_model_config(debug_config()).save_pretrained(tmp_path / "w0")
+    estimator = save_tiny_estimator(tmp_path / "estimator")
+    code = main(["eval-w0", "--checkpoint", str(tmp_path / "w0"), "--estimator", str(estimator), "--episodes", "2",
+                 "--pairs", "1", "--horizon", "2", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["checkpoint"] == str(tmp_path / "w0") and report["pairs"] == 1 and len(report["psnr_per_step"]) == 2
+    assert "video_dir" not in report  # no --video

@@ -96,8 +96,8 @@ def test_train_checkpoint_and_resume(synthetic_episodes, tmp_path):
     config = TrainConfig(model=debug_config(image_size=IMAGE_SIZE), num_steps=4, batch_size=4, checkpoint_every=2,
                          keep_checkpoints=1, progress=False, self_rollout_prob=0.5, context_noise=0.05, seed=3)
     summary = train_world_model(synthetic_episodes, config, tmp_path / "run")
-    assert summary["steps"] == 4 and summary["resumed_from"] is None
-    assert np.isfinite(summary["final_loss"])
+    assert summary.steps == 4 and summary.resumed_from is None
+    assert np.isfinite(summary.final_loss)
     run = tmp_path / "run"
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-0000004"]  # kept 1
     checkpoint = run / "checkpoint-0000004"
@@ -110,14 +110,14 @@ def test_train_checkpoint_and_resume(synthetic_episodes, tmp_path):
 
     longer = dataclasses.replace(config, num_steps=6)
     resumed = train_world_model(synthetic_episodes, longer, run)
-    assert resumed["steps"] == 6 and resumed["resumed_from"].endswith("checkpoint-0000004")
+    assert resumed.steps == 6 and resumed.resumed_from.endswith("checkpoint-0000004")
 
 
 def test_training_is_seeded(synthetic_episodes, tmp_path):
     config = TrainConfig(model=debug_config(image_size=IMAGE_SIZE), num_steps=2, batch_size=4, progress=False, seed=5)
     a = train_world_model(synthetic_episodes, config, tmp_path / "a")
     b = train_world_model(synthetic_episodes, config, tmp_path / "b")
-    assert a["final_loss"] == b["final_loss"]
+    assert a.final_loss == b.final_loss
     wa = WorldModel.from_pretrained(tmp_path / "a" / "final").state_dict()
     wb = WorldModel.from_pretrained(tmp_path / "b" / "final").state_dict()
     for key in wa:
@@ -140,5 +140,5 @@ def test_init_from_wan_folder(synthetic_episodes, tmp_path):
     config = TrainConfig(model=debug_config(image_size=IMAGE_SIZE), init_from=str(tmp_path / "wan"), num_steps=1,
                          batch_size=2, progress=False)
     summary = train_world_model(synthetic_episodes, config, tmp_path / "run")
-    model = WorldModel.from_pretrained(summary["final_dir"])
+    model = WorldModel.from_pretrained(summary.final_dir)
     assert model.config.image_size == IMAGE_SIZE and model.config.action_low is not None

@@ -1,4 +1,5 @@
-"""`make demo`: the main job end to end on the shipped defaults, in a couple of minutes on a CPU.
+"""The showcase that ``make demo`` runs (``python -m psi_gym.showcase``): the main job end to end on
+the shipped defaults, in a couple of minutes on a CPU.
 
 1. human demonstrations in the ground-truth world, retargeted to the robot and replayed raw
    (the embodiment gap, verified by the simulator);
@@ -29,13 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from psi_gym.retarget.human_demos import make_demo
-    from psi_gym.retarget.robot_rollouts import make_rollout
     from psi_gym.data.video import side_by_side, write_video
+    from psi_gym.retarget.human_demos import make_demo
     from psi_gym.retarget.pipeline import retarget_episode
+    from psi_gym.retarget.robot_rollouts import make_rollout
     from psi_gym.sim.tasks import TASKS
     from psi_gym.world_model import WorldModel
-    from psi_gym.world_model.evaluation import psnr, rollout_open_loop
+    from psi_gym.world_model.evaluation import predict_open_loop, psnr
 
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"out": str(args.out)}
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     model = WorldModel.from_pretrained("default").eval()
     episode = make_rollout(args.seed, 9_000_000, "lift_apple")
     generator = torch.Generator().manual_seed(args.seed)
-    predicted = rollout_open_loop(model, [episode], [0], episode.num_steps, generator)[0]
+    predicted = predict_open_loop(model, [episode], [0], episode.num_steps, generator)[0]
     write_video(args.out / "w0_true_vs_predicted.mp4", side_by_side(episode.frames[1:], predicted), fps=10)
     summary["w0_open_loop_psnr"] = psnr(predicted, episode.frames[1:])
 
