@@ -19,7 +19,7 @@ from psi_gym.envs.demo_set import default_demos_path
 from psi_gym.envs.psi_w0_retarget import PsiW0RetargetEnv
 from psi_gym.sim.hands import hand_spec, residual_scale
 
-from .helpers import SucceedAt
+from .helpers import SucceedAt, action_penalty, save_tiny_world_model
 
 ENV_ID = "PsiW0-Retarget-v0"
 
@@ -51,6 +51,32 @@ def test_default_make_needs_no_argument():
     obs, reward, *_ = env.step(np.zeros(22, np.float32))
     assert obs in env.observation_space and np.isfinite(reward)
     env.close()
+
+
+def test_model_objects_are_used_as_they_are(world_model_path):
+    from psi_gym.world_model import WorldModel
+
+    model, reward = WorldModel.from_pretrained(world_model_path), SucceedAt(step=1000)
+    env = gym.make(ENV_ID, world_model=model, reward_model=reward)  # Gymnasium passes kwargs on uncopied
+    assert env.unwrapped.core.world_model is model and env.unwrapped.core.reward_model is reward
+    envs = gym.make_vec(ENV_ID, num_envs=2, world_model=model, reward_model=reward)
+    assert envs.core.world_model is model and envs.core.reward_model is reward
+    assert PsiW0RetargetEnv(world_model=model, reward_model=reward).core.world_model is model
+    env.reset(seed=0)
+    env.step(np.zeros(22, np.float32))
+    assert len(reward.calls) == 1  # that very object judged the step
+
+
+def test_an_env_made_after_retraining_gets_the_new_weights(tmp_path, world_model_path):
+    import shutil
+
+    folder = shutil.copytree(world_model_path, tmp_path / "w0")
+    first = gym.make(ENV_ID, world_model=str(folder), reward_model=action_penalty).unwrapped.core.world_model
+    again = gym.make(ENV_ID, world_model=str(folder), reward_model=action_penalty).unwrapped.core.world_model
+    assert again is first  # named once per weights: all envs share the loaded model
+    save_tiny_world_model(folder, seed=1)  # new weights saved into the same folder
+    second = gym.make(ENV_ID, world_model=str(folder), reward_model=action_penalty).unwrapped.core.world_model
+    assert second is not first and not torch.equal(second.readout.weight, first.readout.weight)
 
 
 def test_spaces_declared_in_constructor(env_kwargs):
@@ -135,6 +161,18 @@ def test_demo_by_index_id_episode_and_dataset(env_kwargs):
     np.testing.assert_array_equal(obs["pixels"], episode.frames[0])  # the robot's real first frame
     _, info = env.reset(seed=1, options={"demo": str(default_demos_path())})
     assert info["demo"].startswith(("lift", "push"))
+
+
+def test_demo_set_is_shared_until_the_dataset_changes(tmp_path):
+    from psi_gym.data.lerobot import write_dataset
+    from psi_gym.envs.demo_set import load_demo_set
+
+    shipped = EpisodeDataset(default_demos_path())
+    write_dataset(tmp_path / "demos", [shipped[0], shipped[1]])
+    first = load_demo_set(tmp_path / "demos")
+    assert load_demo_set(str(tmp_path / "demos")) is first and len(first) == 2
+    write_dataset(tmp_path / "demos", [shipped[0], shipped[1], shipped[2]], overwrite=True)
+    assert len(load_demo_set(tmp_path / "demos")) == 3
 
 
 def test_human_demo_dataset_is_retargeted_on_the_fly(tmp_path, env_kwargs):

@@ -151,6 +151,16 @@ def test_estimators_are_loaded_once_per_folder(never_done):
             load_estimator("default")
 
 
+def test_new_estimator_weights_in_a_loaded_folder_are_seen(tmp_path):
+    folder = save_tiny_estimator(tmp_path / "estimator", success_bias=-10.0)
+    before = load_estimator(str(folder))
+    save_tiny_estimator(folder, success_bias=10.0)  # retrained into the same folder
+    after = load_estimator(str(folder))
+    assert after is not before
+    frames = np.zeros((1, 64, 64, 3), np.uint8)
+    assert before.success_probability(frames, "lift_apple") < 0.5 < after.success_probability(frames, "lift_apple")
+
+
 # ------------------------------------------------------------------------------ resolution
 def constant_reward(batch):
     return np.full(len(batch), 0.5, np.float32)
