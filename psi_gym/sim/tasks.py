@@ -1,6 +1,10 @@
 """Tasks of the ground-truth world: instruction, object, scene sampling, and success.
 
-Success is decided from simulator state only (object pose), never from pixels.
+`Task.is_success` is THE success definition: decided from simulator state only (the object's
+pose), never from pixels, and judged at the END of the episode. The simulator's verdict
+(`psi_gym.sim.world.World.is_success`, `psi_gym.sim.replay.replay_targets`), the reward models
+(their estimator is trained on it, frame by frame) and the env (its verdict on the last step of
+a fixed-horizon episode) all mean this.
 """
 
 from __future__ import annotations
@@ -13,6 +17,18 @@ from psi_gym.sim.scene import SceneParams
 
 LIFT_HEIGHT = 0.06  # m above the resting height that counts as lifted
 PUSH_TOLERANCE = 0.02  # m between the box centre and the mark centre
+PUSH_REST_TOLERANCE = 0.02  # m above the resting height a pushed box may be and still rest on the table
+# The workspace (m, world frame; table top at z = 0): an object outside it was flung or fell
+# off the table (an apple at z = 4.6 m once counted as "lifted"), which is never a success.
+WORKSPACE_LOW = np.array([-0.3, -0.3, -0.01])
+WORKSPACE_HIGH = np.array([0.3, 0.3, 0.4])
+
+
+def in_workspace(position: np.ndarray) -> bool:
+    """Is the object centre ``position`` (3,) (m) finite and inside the workspace
+    (|x| <= 0.3, |y| <= 0.3, -0.01 <= z <= 0.4)?"""
+    position = np.asarray(position, dtype=np.float64)
+    return bool(np.isfinite(position).all() and (position >= WORKSPACE_LOW).all() and (position <= WORKSPACE_HIGH).all())
 
 
 @dataclass(frozen=True)
@@ -65,11 +81,26 @@ class Task:
         )
 
     def is_success(self, scene: SceneParams, object_pose: np.ndarray) -> bool:
-        """Success from the object's pose (position xyz + quaternion) at the end of an episode."""
-        position = np.asarray(object_pose[:3], dtype=np.float64)
+        """THE success definition, applied to the object's pose at the END of the episode.
+
+        ``object_pose``: position (m) + quaternion (w, x, y, z), or just the position. Success
+        needs the object inside the workspace (`in_workspace`: a flung object is a failure), and:
+
+        * lift tasks: raised more than ``LIFT_HEIGHT`` (6 cm) above its resting height;
+        * push: its centre within ``PUSH_TOLERANCE`` (2 cm) of the mark's, resting on the table
+          (less than ``PUSH_REST_TOLERANCE`` above its resting height).
+
+        Judged at the end of the episode by the simulator's verdict (`World.is_success`,
+        `replay_targets`), by the reward models (on the last predicted frame) and by the env (its
+        verdict on the last step): a box sliding over the mark and stopping beyond it fails.
+        """
+        position = np.asarray(object_pose, dtype=np.float64).reshape(-1)[:3]
+        if not in_workspace(position):
+            return False
         if self.name.startswith("lift"):
             return bool(position[2] > scene.object_rest_z + LIFT_HEIGHT)
-        return bool(np.linalg.norm(position[:2] - np.asarray(scene.mark_xy)) < PUSH_TOLERANCE and position[2] < scene.object_rest_z + 0.02)
+        near_mark = np.linalg.norm(position[:2] - np.asarray(scene.mark_xy)) < PUSH_TOLERANCE
+        return bool(near_mark and position[2] < scene.object_rest_z + PUSH_REST_TOLERANCE)
 
 
 TASKS: dict[str, Task] = {

@@ -59,3 +59,29 @@ def test_unknown_task_and_hand_are_refused():
         get_task("juggle")
     with pytest.raises(ValueError, match="unknown hand"):
         World("octopus", "apple")
+
+
+def test_success_is_judged_on_the_final_pose_inside_the_workspace():
+    from psi_gym.sim.tasks import LIFT_HEIGHT, PUSH_TOLERANCE, in_workspace
+
+    lift = get_task("lift_apple")
+    scene = lift.sample_scene(np.random.default_rng(3))
+    x, y = scene.object_xy
+    rest = scene.object_rest_z
+    quat = [1.0, 0.0, 0.0, 0.0]
+    assert not lift.is_success(scene, np.array([x, y, rest, *quat]))
+    assert lift.is_success(scene, np.array([x, y, rest + LIFT_HEIGHT + 0.01, *quat]))
+    assert lift.is_success(scene, np.array([x, y, rest + LIFT_HEIGHT + 0.01]))  # a position alone works too
+    # flung out of the workspace: an apple at z = 4.6 m was once counted as lifted
+    assert not lift.is_success(scene, np.array([x, y, 4.6, *quat]))
+    assert not lift.is_success(scene, np.array([0.5, y, rest + 0.1, *quat]))
+    assert not lift.is_success(scene, np.array([np.nan, y, rest + 0.1, *quat]))
+    assert in_workspace([0.3, -0.3, 0.4]) and in_workspace([0.0, 0.0, -0.01]) and not in_workspace([0.0, 0.0, -0.02])
+
+    push = get_task("push_box")
+    scene = push.sample_scene(np.random.default_rng(4))
+    mx, my = scene.mark_xy
+    rest = scene.object_rest_z
+    assert push.is_success(scene, np.array([mx + 0.5 * PUSH_TOLERANCE, my, rest, *quat]))
+    assert not push.is_success(scene, np.array([mx + 1.5 * PUSH_TOLERANCE, my, rest, *quat]))  # slid past the mark
+    assert not push.is_success(scene, np.array([mx, my, rest + 0.05, *quat]))  # held above it, not resting
