@@ -20,7 +20,15 @@ target              (N, 22) float32         the absolute joint targets it was ma
 step                (N,) int64              t+1: steps taken in the episode, this one included
 object_position     (N, 3) float32          the world model's own object-position head (m)
 episodes            N `EpisodeContext`      what each row's episode is about (demo, task...)
+last                (N,) bool               this is the row's last step: its episode ends here
+                                            (the env's fixed horizon), the verdict step
 =================== ======================= ===============================================
+
+Success is judged at the END of the episode (`psi_gym.sim.tasks.Task.is_success`, the one
+definition): an episode lasts its full horizon, and on its last step (``last``) the reward model
+says whether the task is done (`RewardOutput.success`; the env reads it only where ``last`` is
+True). It may end an episode early with ``terminated`` (an irrecoverable failure), which is never
+a success.
 """
 
 from __future__ import annotations
@@ -75,6 +83,12 @@ class RewardInput:
     step: np.ndarray
     object_position: np.ndarray
     episodes: Sequence[EpisodeContext]
+    last: np.ndarray | None = None
+    """(N,) bool, the rows on their episode's last step; None (built by hand) means none is."""
+
+    def __post_init__(self) -> None:
+        if self.last is None:
+            self.last = np.zeros(len(self), bool)
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -86,8 +100,10 @@ class RewardOutput:
 
     Args:
         reward: (N,) float32 rewards.
-        success: (N,) bool, the task is done (the env terminates those episodes), or None.
-        terminated: (N,) bool, another reason to end the episode (an irrecoverable failure), or None.
+        success: (N,) bool, the task is done at the end of the episode, or None. Only meaningful
+            for rows on their last step (``batch.last``): the env's verdict; ignored elsewhere.
+        terminated: (N,) bool, end the episode now (an irrecoverable failure: never a success),
+            or None.
         info: extra (N,) arrays the env copies into each step's ``info`` (diagnostics).
     """
 
@@ -110,8 +126,13 @@ def as_reward_output(value: Any, num_rows: int, source: str = "the reward model"
     Accepts a `RewardOutput` or anything array-like of ``num_rows`` rewards.
 
     Raises:
-        ValueError: wrong shape, NaN/inf rewards, non-boolean flags, saying which.
+        ValueError: None, wrong shape, NaN/inf rewards, non-boolean flags, saying which.
     """
+    if value is None:
+        raise ValueError(
+            f"{source} returned None; expected a RewardOutput or {num_rows} rewards (one per env) "
+            "- does it end with a `return`?"
+        )
     if not isinstance(value, RewardOutput):
         try:
             reward = np.asarray(value, dtype=np.float32)
@@ -120,7 +141,13 @@ def as_reward_output(value: Any, num_rows: int, source: str = "the reward model"
                 f"{source} returned {type(value).__name__}; expected a RewardOutput or {num_rows} rewards ({error})"
             ) from None
         value = RewardOutput(reward=reward)
-    reward = np.asarray(value.reward, dtype=np.float32).reshape(-1) if np.ndim(value.reward) <= 1 else None
+    if value.reward is None:
+        raise ValueError(f"{source} returned a RewardOutput with reward=None; expected {num_rows} rewards (one per env)")
+    try:
+        reward = np.asarray(value.reward, dtype=np.float32).reshape(-1) if np.ndim(value.reward) <= 1 else None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source} returned a RewardOutput whose reward is {type(value.reward).__name__}; "
+                         f"expected {num_rows} float rewards ({error})") from None
     if reward is None or reward.shape != (num_rows,):
         raise ValueError(f"{source} must return {num_rows} rewards (one per env), got shape {np.shape(value.reward)}")
     if not np.isfinite(reward).all():

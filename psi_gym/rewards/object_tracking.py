@@ -5,14 +5,17 @@ predicted frame by the learned `ObjectStateEstimator` (`psi_gym.rewards.object_s
 human demonstration already moved the object the way the task wants; the robot should move it
 the same way, whatever its hand does (the report's "object-centric" refinement).
 
-Notation, per env row at step t (the frame is t+1):
+Notation, per env row at step t (the frame is t+1; ``T`` the demo's length):
 
 * ``p``  estimated object centre in the predicted frame (m);
 * ``q``  the human demo's object centre after the same number of steps, ``q = pose[min(t+1, T)][:3]``;
-* ``d = |p - q|``;  tracking reward ``exp(-d / sigma)`` in (0, 1];
-* success when the estimator's success probability for the row's task exceeds the threshold:
-  the env terminates the episode, and the step pays ``1 x (T - (t+1))`` (the most tracking
-  reward the ended episode forgoes, so finishing early never loses) plus ``success_bonus``.
+* ``d = |p - q|``;  tracking reward ``exp(-d / sigma)`` in (0, 1], every step;
+* on the episode's last step (``batch.last``, the env's fixed horizon): the verdict. Success when
+  the estimator's success probability for the row's task, on that final predicted frame, exceeds
+  the threshold (the estimator reads the simulator's one success definition,
+  `psi_gym.sim.tasks.Task.is_success`, off a frame); a success pays ``success_bonus`` on top.
+
+Success is judged at the end only: a box sliding over the mark on its way past it is no success.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ class ObjectTrackingRewardConfig:
     sigma: float = 0.02
     """distance scale of the tracking reward ``exp(-d / sigma)``, metres."""
     success_threshold: float = 0.5
-    """success when the estimator's success probability exceeds this."""
-    success_bonus: float = 1.0
-    """paid once, on the successful step, on top of the forgone tracking reward."""
+    """success when the estimator's success probability on the final frame exceeds this."""
+    success_bonus: float = 10.0
+    """paid on the last step of a successful episode, on top of that step's tracking reward (the
+    tracking reward of a whole episode is at most its length, 40 for the shipped demos)."""
     failure_distance: float | None = None
     """if set, end the episode (``terminated``, not a success) when ``d`` exceeds it (m): the
     object went somewhere the demo never did. Off by default: estimates on predicted frames are
@@ -48,19 +52,23 @@ class ObjectTrackingRewardConfig:
             raise ValueError(f"sigma must be > 0 metres, got {self.sigma}")
         if not 0.0 <= self.success_threshold <= 1.0:
             raise ValueError(f"success_threshold must be a probability in [0, 1], got {self.success_threshold}")
+        if not (np.isfinite(self.success_bonus) and self.success_bonus >= 0):
+            raise ValueError(f"success_bonus must be a finite number >= 0, got {self.success_bonus}")
         if self.failure_distance is not None and not self.failure_distance > 0:
             raise ValueError(f"failure_distance must be > 0 metres or None, got {self.failure_distance}")
 
 
 class ObjectTrackingReward:
-    """Dense tracking of the human demo's object trajectory + success bonus (see the module doc).
+    """Dense tracking of the human demo's object trajectory + a success bonus at the end of the
+    episode (see the module doc).
 
     Args:
         estimator: an `ObjectStateEstimator`, ``"default"`` (the shipped one), a checkpoint folder,
             or ``"random"`` (untrained, for speed checks and smoke tests).
         config: the reward's numbers.
 
-    ``info`` per step: ``object_distance`` (m) and ``success_probability``.
+    ``success`` is the verdict on rows at their last step (False elsewhere). ``info`` per step:
+    ``object_distance`` (m) and ``success_probability`` (of the predicted frame).
     """
 
     def __init__(self, estimator: ObjectStateEstimator | str = "default",
@@ -84,10 +92,9 @@ class ObjectTrackingReward:
         ])
         distance = np.linalg.norm(position - goal, axis=-1)
         reward = np.exp(-distance / config.sigma)
-        success = probability > config.success_threshold
-        remaining = np.array([max(e.num_steps - int(s), 0) for e, s in zip(batch.episodes, batch.step)], dtype=np.float32)
-        reward = np.where(success, reward + remaining + config.success_bonus, reward)
-        failed = np.zeros_like(success) if config.failure_distance is None else (distance > config.failure_distance) & ~success
+        failed = np.zeros(len(batch), bool) if config.failure_distance is None else distance > config.failure_distance
+        success = np.asarray(batch.last, bool) & (probability > config.success_threshold) & ~failed
+        reward = np.where(success, reward + config.success_bonus, reward)
         return RewardOutput(
             reward=reward.astype(np.float32),
             success=success,

@@ -1,8 +1,10 @@
 """Reward from a learned success classifier on predicted frames (the estimator's success head).
 
-Per env row: ``p`` = the `ObjectStateEstimator`'s probability that the frame shows the row's
-task done. Success when ``p > threshold`` (the env terminates the episode). Reward: sparse,
-``1`` on the successful step and ``0`` otherwise; or with ``dense=True``, ``p`` every step.
+Per env row: ``p`` = the `ObjectStateEstimator`'s probability that the predicted frame shows the
+row's task done (the simulator's success condition, `psi_gym.sim.tasks.Task.is_success`, read off
+the frame). Success is judged at the end of the episode: on its last step (``batch.last``), when
+``p > threshold``. Reward: sparse, ``1`` on the last step of a successful episode and ``0``
+otherwise; or with ``dense=True``, ``p`` every step (a shaping signal; the verdict is the same).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ class SuccessClassifierRewardConfig:
     """Numbers of `SuccessClassifierReward`."""
 
     threshold: float = 0.5
-    """success when the success probability exceeds this."""
+    """success when the success probability of the final frame exceeds this."""
     dense: bool = False
-    """reward the probability every step instead of 1 on success."""
+    """reward the probability every step instead of 1 on the last step of a success."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -39,7 +41,8 @@ class SuccessClassifierReward:
         estimator: an `ObjectStateEstimator`, ``"default"``, a checkpoint folder, or ``"random"``.
         config: threshold and sparse/dense.
 
-    ``info`` per step: ``success_probability``.
+    ``success`` is the verdict on rows at their last step (False elsewhere). ``info`` per step:
+    ``success_probability``.
     """
 
     def __init__(self, estimator: ObjectStateEstimator | str = "default",
@@ -52,7 +55,7 @@ class SuccessClassifierReward:
     def __call__(self, batch: RewardInput) -> RewardOutput:
         tasks = [episode.task for episode in batch.episodes]
         probability = self.estimator.success_probability(batch.frames, tasks).cpu().numpy().astype(np.float32)
-        success = probability > self.config.threshold
+        success = np.asarray(batch.last, bool) & (probability > self.config.threshold)
         reward = probability if self.config.dense else success.astype(np.float32)
         return RewardOutput(reward=reward, success=success, info={"success_probability": probability})
 

@@ -17,6 +17,10 @@ class CallableReward:
             return batch.state[:, 2]            # reward the wrist height (m)
 
         env = gym.make("PsiW0-Retarget-v0", reward_model=lift_wrist)   # wrapped for you
+
+    Plain rewards give no verdict (``info["success"]`` stays False). For one, return a
+    `RewardOutput` whose ``success`` says, for the rows on their last step (``batch.last``),
+    whether the task is done at the end of the episode.
     """
 
     def __init__(self, fn: Callable[[RewardInput], Any]) -> None:

@@ -44,7 +44,7 @@ def always_done(tmp_path_factory):
     return str(save_tiny_estimator(tmp_path_factory.mktemp("always"), success_bias=10.0))
 
 
-def make_batch(num_rows: int = 3, step: int = 5, num_steps: int = 32) -> RewardInput:
+def make_batch(num_rows: int = 3, step: int = 5, num_steps: int = 32, last: bool = False) -> RewardInput:
     rng = np.random.default_rng(0)
     tasks = sorted(TASKS)
     episodes = []
@@ -65,6 +65,7 @@ def make_batch(num_rows: int = 3, step: int = 5, num_steps: int = 32) -> RewardI
         step=np.full(num_rows, step, np.int64),
         object_position=np.zeros((num_rows, 3), np.float32),
         episodes=episodes,
+        last=np.full(num_rows, last),
     )
 
 
@@ -86,6 +87,9 @@ def test_as_reward_output_accepts_arrays_and_outputs():
         (RewardOutput(np.zeros(3), terminated=np.zeros(2, bool)), "terminated"),
         (RewardOutput(np.zeros(3), info={"x": np.zeros(2)}), "info"),
         ("abc", "RewardOutput"),
+        (None, "returned None; expected a RewardOutput or 3 rewards"),
+        (RewardOutput(None), "reward=None; expected 3 rewards"),
+        (RewardOutput(["a", "b", "c"]), "expected 3 float rewards"),
     ],
 )
 def test_as_reward_output_refuses_bad_values(value, match):
@@ -113,19 +117,39 @@ def test_object_tracking_reward_tracks_the_human_object_trajectory(never_done):
     assert strict(batch).terminated.all()
 
 
-def test_object_tracking_success_pays_the_rest_of_the_episode(always_done):
+def test_object_tracking_success_is_judged_on_the_last_step_only(always_done):
     reward_model = ObjectTrackingReward(always_done, ObjectTrackingRewardConfig(success_bonus=2.0))
-    out = reward_model(make_batch(step=30, num_steps=32))
-    assert out.success.all()
-    tracking = np.exp(-out.info["object_distance"] / 0.02)
-    np.testing.assert_allclose(out.reward, tracking + 2 + 2.0, rtol=1e-5)  # 2 steps left + bonus
+    tracking = None
+    for step, last in ((30, False), (40, True)):
+        out = reward_model(make_batch(step=step, num_steps=32, last=last))
+        tracking = np.exp(-out.info["object_distance"] / 0.02)
+        assert (out.info["success_probability"] > 0.99).all()  # the frame looks done either way
+        assert out.success.tolist() == [last] * 3  # but only the last step's frame is the verdict
+        np.testing.assert_allclose(out.reward, tracking + (2.0 if last else 0.0), rtol=1e-5)
+    assert ObjectTrackingRewardConfig().success_bonus == 10.0
+    mixed = make_batch(step=40, last=False)
+    mixed.last = np.array([True, False, True])
+    assert reward_model(mixed).success.tolist() == [True, False, True]
+    # an irrecoverable failure is never a success, even on the last step
+    strict = ObjectTrackingReward(always_done, ObjectTrackingRewardConfig(failure_distance=1e-4))
+    out = strict(make_batch(step=40, last=True))
+    assert out.terminated.all() and not out.success.any()
 
 
 def test_success_classifier_reward(always_done, never_done):
     out = SuccessClassifierReward(always_done)(make_batch())
+    assert not out.success.any() and (out.reward == 0).all()  # not the last step: no verdict yet
+    out = SuccessClassifierReward(always_done)(make_batch(last=True))
     assert out.success.all() and (out.reward == 1).all()
-    out = SuccessClassifierReward(never_done, SuccessClassifierRewardConfig(dense=True))(make_batch())
+    out = SuccessClassifierReward(never_done, SuccessClassifierRewardConfig(dense=True))(make_batch(last=True))
     assert not out.success.any() and np.allclose(out.reward, out.info["success_probability"])
+
+
+def test_reward_input_without_last_means_no_row_is_on_its_last_step():
+    batch = make_batch()
+    batch = RewardInput(batch.frames, batch.state, batch.action, batch.target, batch.step, batch.object_position,
+                        batch.episodes)
+    assert batch.last.tolist() == [False, False, False]
 
 
 def test_reward_config_validation():
