@@ -1,8 +1,10 @@
 """Write your own reward model for PsiW0-Retarget-v0 and run a few env steps with it.
 
 A reward model is any callable on a batch of predicted steps (`psi_gym.rewards.RewardInput`:
-predicted frames, joint state, action, joint target, step, each env's episode context) that
-returns one reward per env, or a `RewardOutput` with success flags that end episodes.
+predicted frames, joint state, action, joint target, step, each env's episode context, and
+``last``: which envs are on their episode's last step) that returns one reward per env, or a
+`RewardOutput` whose ``success`` gives the verdict on those last steps (success is judged at the
+end of the episode; an episode always lasts its horizon).
 
     python examples/custom_reward.py --steps 8
     python examples/custom_reward.py --world-model random:debug   # no trained checkpoint needed
@@ -38,7 +40,7 @@ def stay_near_reference(batch: RewardInput) -> np.ndarray:
     return -np.abs(batch.state[:, :3] - goal[:, :3]).sum(axis=1)  # metres off, wrist x, y, z
 
 
-# 2. An object with success flags: "lifted" once the wrist is 5 cm above where it started.
+# 2. An object with a verdict: a success if the wrist ends 5 cm above where it started.
 class WristLift:
     def __init__(self, height: float = 0.05) -> None:
         self.height = height
@@ -46,7 +48,8 @@ class WristLift:
     def __call__(self, batch: RewardInput) -> RewardOutput:
         start = np.array([episode.reference[0, 2] for episode in batch.episodes])
         lifted = batch.state[:, 2] - start > self.height
-        return RewardOutput(reward=lifted.astype(np.float32), success=lifted)
+        # reward every lifted step; success only counts on the last step (batch.last)
+        return RewardOutput(reward=lifted.astype(np.float32), success=lifted & batch.last)
 
 
 def main(args: Args) -> dict[str, float]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
+from psi_gym.data.episode import Episode
 from psi_gym.envs.psi_w0_retarget_core import PsiW0RetargetConfig, PsiW0RetargetCore
 
 RENDER_FPS = 10  # the demos' control rate
@@ -23,11 +26,12 @@ class PsiW0RetargetEnv(gym.Env):
     with a residual on the retargeted joint targets. There is no simulator in the loop: each
     step, the action-conditioned video world model **Psi-W0** predicts the next camera frame and
     joint state, and a pluggable reward model judges the predicted frame (by default: does the
-    object follow the human demo's object trajectory, and is the task done).
+    object follow the human demo's object trajectory, and is the task done at the end).
 
     An episode is one demonstration. `reset` picks one from the demo set (by default the 48
     shipped retargeted demos of ``lift_apple``, ``lift_can`` and ``push_box``, only those whose
     human demonstration succeeded) and starts from its real first robot camera frame and joints.
+    It lasts a fixed horizon, and success is judged at its end, as the simulator judges it.
 
     ## Action Space
 
@@ -61,23 +65,29 @@ class PsiW0RetargetEnv(gym.Env):
     |               |                                               | of the reference, `ref[t+1 .. t+h]`,       |
     |               |                                               | flattened row by row (`reshape(h, 22)`)    |
     | `instruction` | `Box(-1, 1, (384,), float32)`                 | MiniLM embedding of the instruction        |
+    | `progress`    | `Box(0, 1, (1,), float32)`                    | steps taken / the horizon H: how much of   |
+    |               |                                               | the fixed-length episode is left (Markov)  |
 
-    ``info``: ``task``, ``instruction`` (text), ``demo`` (its id), ``demo_index``, ``step``
-    (steps taken), ``success``, and the reward model's extras (for the default reward:
-    ``object_distance`` in m and ``success_probability``).
+    ``info``: ``task``, ``instruction_text``, ``demo`` (its id), ``demo_index``, ``step`` (steps
+    taken), ``success`` (the verdict: False until the last step), ``joint_targets`` ((22,)
+    float32, the absolute joint targets the step applied; after `reset`, the start joints the
+    robot holds), and the reward model's extras (for the default reward: ``object_distance`` in m
+    and ``success_probability`` of the predicted frame).
 
     ## Rewards
 
-    From the reward model (``reward_model=``), called on the predicted frame and state:
+    From the reward model (``reward_model=``), called on the predicted frame and state; on the
+    episode's last step it is told so (``RewardInput.last``) and gives the verdict:
 
     * ``"object_tracking"`` (default): the learned object-state estimator reads the object's
       position ``p`` off the predicted frame; with ``q`` the human demo's object position after
-      as many steps, the reward is ``exp(-|p - q| / 0.02 m)``. When the estimator's success
-      probability exceeds 0.5 the step also pays the tracking reward the ended episode forgoes
-      (1 per remaining demo step) + 1 (`psi_gym.rewards.ObjectTrackingReward`).
-    * ``"success_classifier"``: 1 on the step the estimator's success head says done.
+      as many steps, every step pays ``exp(-|p - q| / 0.02 m)``. On the last step, if the
+      estimator's success probability on that final frame exceeds 0.5, the episode is a
+      success and the step also pays ``success_bonus`` = 10 (`psi_gym.rewards.ObjectTrackingReward`).
+    * ``"success_classifier"``: 1 on the last step if the estimator's success head says done.
     * your own: an object or function ``batch -> rewards`` or a dotted path
-      ``"package.module:Name"`` (`psi_gym.rewards.RewardModel`).
+      ``"package.module:Name"`` (`psi_gym.rewards.RewardModel`). A dotted path imports that
+      module, running its code: pass only paths you trust.
 
     ## Starting State
 
@@ -88,12 +98,27 @@ class PsiW0RetargetEnv(gym.Env):
 
     ## Episode End
 
-    1. Termination: the reward model reports success (or an irrecoverable failure).
-    2. Truncation: ``T + episode_slack`` steps (``T`` = the demo's length, 32 for the shipped
-       demos; slack 8), or ``max_episode_steps`` if given.
+    Every episode lasts exactly its horizon ``H = T + episode_slack`` steps (``T`` = the demo's
+    length, 32 for the shipped demos; slack 8), or ``max_episode_steps`` if given:
+
+    1. Termination at step ``H``, the verdict step: ``terminated=True``, ``truncated=False``,
+       ``info["success"]`` says whether the task is done at the end of the episode (the task's one
+       success definition, `psi_gym.sim.tasks.Task.is_success`, read off the final predicted
+       frame by the reward model). Reaching the goal earlier does not end the episode: a box
+       sliding over the mark and stopping past it fails, as in the simulator.
+    2. Termination before ``H`` only if the reward model reports an irrecoverable failure
+       (``terminated``; e.g. ``ObjectTrackingRewardConfig.failure_distance``): not a success.
+    3. ``gym.make(..., max_episode_steps=N)``: Gymnasium keeps ``N`` to itself and wraps the env
+       in ``TimeLimit(N)``; the env finds that wrapper when it resets and takes ``min(H, N)`` as
+       its horizon, so the verdict is given at the wrapper's last step (which also reports
+       ``truncated=True``). ``PsiW0RetargetEnv(max_episode_steps=N)`` or
+       ``config=PsiW0RetargetConfig(max_episode_steps=N)`` set the horizon without a wrapper.
 
     Stepping an ended episode, or stepping before `reset`, raises
-    ``gymnasium.error.ResetNeeded``.
+    ``gymnasium.error.ResetNeeded``. ``env.unwrapped.episode()`` returns the episode so far (or
+    the ended one) as a generated `psi_gym.data.episode.Episode`: frames, joint states, the
+    joint targets applied (``action``), W0's object positions, the verdict and its provenance;
+    ``psi_gym.sim.replay.replay_targets`` replays it in the simulator.
 
     ## Arguments
 
@@ -111,6 +136,8 @@ class PsiW0RetargetEnv(gym.Env):
     ``frame_stack``, ``channels_first``, ``episode_slack``, ``max_episode_steps``,
     ``successful_demos_only``, ``num_inference_steps``, ``device``, ``world_model_dtype``.
     ``render_mode="rgb_array"`` makes `render` return the latest predicted frame (``render_fps`` 10).
+    An unknown keyword raises ``TypeError: ... got an unexpected keyword argument 'name'``
+    (TorchRL's ``GymEnv`` then applies its ``frame_skip`` itself).
 
     A `WorldModel` or reward-model object is stepped as is, through ``gym.make`` too (Gymnasium
     passes keyword arguments on uncopied), so a freshly retrained model can be handed in::
@@ -124,7 +151,10 @@ class PsiW0RetargetEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version. Before release, v0 changed to judge success at the end of the
+      episode: every episode lasts its horizon, the verdict on the last step (``terminated``),
+      no early termination on success; the ``progress`` observation; ``info["instruction_text"]``
+      (was ``info["instruction"]``) and ``info["joint_targets"]``; `episode`.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
@@ -140,25 +170,55 @@ class PsiW0RetargetEnv(gym.Env):
         self._row = np.zeros(1, np.int64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"options must be a dict such as {{'demo': 3}} or None, got {type(options).__name__} {options!r}")
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = sorted(set(options) - {"demo"})
         if unknown:
             raise ValueError(f"unknown reset option(s) {unknown}; PsiW0-Retarget-v0 takes options={{'demo': ...}}")
-        self.core.reset(self._row, [self.np_random], [options.get("demo")])
+        self.core.reset(self._row, [self.np_random], [options.get("demo")], horizons=[self._time_limit()])
         return self.core.observation(0), self.core.info(0)
+
+    def _time_limit(self) -> int | None:
+        """The step limit of a Gymnasium ``TimeLimit`` wrapper that is resetting this env, if any.
+
+        ``gym.make(id, max_episode_steps=N)`` never hands ``N`` to the env: it builds the env
+        without it and wraps it in ``TimeLimit(N)``, which truncates after ``N`` steps but lets
+        further steps through. The wrappers resetting the env are on the call stack; the env reads
+        the limit there (once per reset) so that its horizon, its verdict and its guard agree with
+        the wrapper.
+        """
+        limits = []
+        frame = sys._getframe(1)
+        for _ in range(64):  # a wrapper stack is a handful of frames deep
+            if frame is None:
+                break
+            caller = frame.f_locals.get("self")
+            if isinstance(caller, gym.wrappers.TimeLimit) and caller.unwrapped is self:
+                limit = getattr(caller, "_max_episode_steps", None)
+                if isinstance(limit, int) and limit > 0:
+                    limits.append(limit)
+            frame = frame.f_back
+        return min(limits) if limits else None
 
     def step(self, action: Any):
         core = self.core
         if not core.started[0]:
             raise ResetNeeded("call reset() before step()")
         if core.ended[0]:
-            raise ResetNeeded("the episode has ended (terminated or truncated); call reset() before stepping again")
+            raise ResetNeeded(f"the episode has ended (after {int(core.step_count[0])} of its {int(core.limit[0])} steps); "
+                              "call reset() before stepping again")
         actions = core.check_actions(action, self.action_space.shape)[None]
         result = core.step(self._row, actions)
         info = core.info(0)
         info.update({key: value[0].item() if value.ndim == 1 else value[0].copy() for key, value in result.info.items()})
         return core.observation(0), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), info
+
+    def episode(self) -> Episode:
+        """The current episode (running, or ended: with the verdict) as a generated `Episode`
+        (see `PsiW0RetargetCore.episode`)."""
+        return self.core.episode(0)
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

@@ -5,7 +5,8 @@ world-model call. The single env is a core of one row, the vector env a core of 
 every rule: action mapping, observations, reward call, termination.
 
 The world model owns prediction; this owns the env's contract (what an episode starts from, what
-the policy's action means, when an episode ends, when the reward model is asked). It is handed its
+the policy's action means, when an episode ends, when the reward model is asked, what the episode
+was: `PsiW0RetargetCore.episode` hands it out as an `Episode`). It is handed its
 world model, reward model and demo set as objects; `PsiW0RetargetCore.from_config` (what the env
 classes call) resolves the names a user may give instead (``"default"``, folders) once, at the
 edge, through `psi_gym.data.assets`.
@@ -18,7 +19,17 @@ Notation, per row (``t`` = steps taken so far, ``T`` = the demo's length):
 * residual mode: ``target = clip(ref[t+1] + gain * s * a)``, ``s = residual_scale(robot)``
                  (3 cm wrist position, 0.15 rad wrist rotation, 0.4 rad finger joints):
                  `psi_gym.sim.hands.residual_joint_targets`;
-* absolute mode: ``target = low + (a + 1) / 2 * (high - low)`` over the joint ranges.
+* absolute mode: ``target = low + (a + 1) / 2 * (high - low)`` over the joint ranges;
+* ``H``          the row's horizon: ``T + episode_slack``, or ``max_episode_steps`` if set. Every
+                 episode lasts exactly ``H`` steps (unless the reward model ends it early with
+                 ``terminated``, a failure); step ``H`` is the verdict step: the reward model is
+                 told (``RewardInput.last``) and its ``success`` there is the episode's success,
+                 judged on the final predicted frame as the simulator judges the final state
+                 (`psi_gym.sim.tasks.Task.is_success`).
+
+A step is all or nothing: everything (prediction, reward, verdict) is computed first and the row's
+state (frame history, joints, step count, records, noise generator) is committed only once the
+reward model has returned and its output was checked; a step that raises leaves the env as it was.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from psi_gym.data.episode import Episode
 from psi_gym.envs.demo_set import (
     DEFAULT_DEMOS,
     DemoSet,
@@ -48,6 +60,8 @@ from psi_gym.world_model.loading import load_world_model
 from psi_gym.world_model.model import WorldModel
 
 ACTION_MODES = ("residual", "absolute")
+DEVICE_FORMS = "None (CUDA if available, else the CPU), 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
+IDENTITY_QUATERNION = np.array([1.0, 0.0, 0.0, 0.0], np.float32)  # w, x, y, z
 
 
 @dataclass
@@ -82,9 +96,9 @@ class PsiW0RetargetConfig:
     channels_first: bool = False
     """``pixels`` as (3k, H, W) instead of (H, W, 3k)."""
     episode_slack: int = 8
-    """steps past the demo's length before the episode is truncated."""
+    """steps past the demo's length in every episode: the horizon is ``T + episode_slack``."""
     max_episode_steps: int | None = None
-    """if set, truncate every episode after this many steps instead of demo length + slack."""
+    """if set, every episode lasts this many steps (the horizon) instead of demo length + slack."""
     successful_demos_only: bool = True
     """draw only demos whose human demonstration succeeded."""
     num_inference_steps: int | None = None
@@ -106,20 +120,54 @@ class PsiW0RetargetConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if self.max_episode_steps is not None and (not isinstance(self.max_episode_steps, (int, np.integer))
-                                                   or self.max_episode_steps < 1):
-            raise ValueError(f"max_episode_steps must be an int >= 1 or None, got {self.max_episode_steps!r}")
-        if not (np.isfinite(self.residual_gain) and self.residual_gain >= 0):
-            raise ValueError(f"residual_gain must be a finite number >= 0, got {self.residual_gain!r}")
+        for name in ("max_episode_steps", "num_inference_steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+                                      or value < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
+        for name in ("channels_first", "successful_demos_only"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}")
+        gain = self.residual_gain
+        if isinstance(gain, (bool, np.bool_)) or not isinstance(gain, (int, float, np.integer, np.floating)) \
+                or not (np.isfinite(gain) and gain >= 0):
+            raise ValueError(f"residual_gain must be a finite number >= 0, got {gain!r}")
+        check_device(self.device)
 
     @classmethod
     def from_kwargs(cls, config: PsiW0RetargetConfig | None = None, **overrides: Any) -> PsiW0RetargetConfig:
-        """``config`` (or the defaults) with keyword overrides; an unknown keyword is an error."""
+        """``config`` (or the defaults) with keyword overrides.
+
+        Raises:
+            TypeError: an unknown keyword, worded as Python words it ("got an unexpected keyword
+                argument 'name'"): TorchRL's ``GymEnv`` offers ``frameskip`` and, told so, skips
+                frames itself.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - names)
+        unknown = [name for name in overrides if name not in names]
         if unknown:
-            raise TypeError(f"unknown PsiW0-Retarget option(s) {unknown}; the options are {sorted(names)}")
+            others = f" (also unknown: {', '.join(map(repr, unknown[1:]))})" if len(unknown) > 1 else ""
+            raise TypeError(f"PsiW0-Retarget got an unexpected keyword argument {unknown[0]!r}{others}; "
+                            f"the options are {sorted(names)}")
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"config must be a {cls.__name__} or None, got {type(config).__name__}")
         return dataclasses.replace(config or cls(), **overrides)
+
+
+def check_device(device: Any) -> None:
+    """Raise a ValueError naming ``device=`` and its valid forms if ``device`` names no usable device."""
+    if device is None or isinstance(device, torch.device):
+        parsed = device
+    elif isinstance(device, str):
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"device must be {DEVICE_FORMS}, got {device!r}") from None
+    else:
+        raise ValueError(f"device must be {DEVICE_FORMS}, got {type(device).__name__} {device!r}")
+    if parsed is not None and parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}, but CUDA is not available here; pass device='cpu' or None")
 
 
 @dataclass
@@ -127,8 +175,8 @@ class StepResult:
     """What `PsiW0RetargetCore.step` returns for the stepped rows."""
 
     reward: np.ndarray  # (n,) float32
-    terminated: np.ndarray  # (n,) bool
-    truncated: np.ndarray  # (n,) bool
+    terminated: np.ndarray  # (n,) bool: the verdict step (the horizon) or an early failure
+    truncated: np.ndarray  # (n,) bool: always False here (the horizon is part of the task)
     info: dict[str, np.ndarray]  # extra (n,) arrays from the reward model
 
 
@@ -148,6 +196,24 @@ class StepProfile:
         self.steps = self.env_steps = 0
 
 
+@dataclass
+class EpisodeRecord:
+    """What one row's episode was, step by step (``t`` = steps taken; arrays hold ``t`` or ``t+1`` rows)."""
+
+    start: DemoStart
+    seed: int
+    """the seed of the row's world-model noise for this episode."""
+    horizon: int
+    """H: the steps the episode lasts unless it fails early."""
+    frames: np.ndarray  # (t+1, S, S, 3) uint8: the real first frame, then W0's predictions
+    state: np.ndarray  # (t+1, 22) float32: start joints, then W0's predicted joint states
+    actions: np.ndarray  # (t, 22) float32: the policy's actions, clipped to [-1, 1]
+    targets: np.ndarray  # (t, 22) float32: the absolute joint targets they were mapped to
+    object_pose: np.ndarray  # (t+1, 7) float32: the demo's start pose, then W0's object position + identity quaternion
+    ended: bool
+    success: bool
+
+
 class PsiW0RetargetCore:
     """N episodes in the world model, stepped together (see the module doc).
 
@@ -158,6 +224,10 @@ class PsiW0RetargetCore:
         reward_model: a `RewardModel` (``batch -> RewardOutput``).
         demos: the `DemoSet` episodes start from.
         num_envs: N rows.
+
+    Each row records its current episode (frames, joint states, actions, joint targets, W0's
+    object positions) and keeps a copy of the last one that ended; `episode` hands either out as
+    an `Episode`. Memory stays bounded: two episodes per row.
     """
 
     def __init__(self, config: PsiW0RetargetConfig, world_model: WorldModel, reward_model: RewardModel,
@@ -207,14 +277,18 @@ class PsiW0RetargetCore:
             # flattened, row-major: ref[t+1] (22 values), then ref[t+2], ...
             "reference": spaces.Box(np.tile(self.joint_low, horizon), np.tile(self.joint_high, horizon), dtype=np.float32),
             "instruction": spaces.Box(-1.0, 1.0, (INSTRUCTION_DIM,), np.float32),
+            # steps taken / H: with a fixed horizon, how many steps remain is part of the state
+            "progress": spaces.Box(0.0, 1.0, (1,), np.float32),
         })
         self.single_action_space = spaces.Box(-1.0, 1.0, (self.num_joints,), np.float32)
 
         # Per-row episode state.
         self.history = np.zeros((n, self.history_length, size, size, 3), np.uint8)  # oldest first
         self.state = np.zeros((n, self.num_joints), np.float32)
+        self.joint_target = np.zeros((n, self.num_joints), np.float32)  # what the robot was last told
         self.step_count = np.zeros(n, np.int64)
-        self.limit = np.zeros(n, np.int64)
+        self.limit = np.zeros(n, np.int64)  # H per row
+        self.seeds = np.zeros(n, np.int64)
         self.started = np.zeros(n, bool)
         self.ended = np.zeros(n, bool)
         self.success = np.zeros(n, bool)
@@ -224,6 +298,16 @@ class PsiW0RetargetCore:
         self.generators = [torch.Generator(device=self.device) for _ in range(n)]
         self._embeddings: dict[str, torch.Tensor] = {}
         self.profile = StepProfile()
+        # Episode records, (n, L(+1), ...) with L the longest horizon of a running row (grown at reset).
+        self._allocate_records(1)
+        self.finished: list[EpisodeRecord | None] = [None] * n  # each row's last ended episode (a copy)
+        parameters = sum(p.numel() for p in world_model.parameters())
+        source = config.world_model if isinstance(config.world_model, str) else None
+        source = source or world_model.config.get("_name_or_path") or "a WorldModel object"
+        self.provenance = {
+            "world_model": f"WorldModel({source}; {parameters} parameters, {str(world_model.dtype).removeprefix('torch.')})",
+            "reward_model": repr(reward_model),
+        }
 
     @classmethod
     def from_config(cls, config: PsiW0RetargetConfig, num_envs: int = 1) -> PsiW0RetargetCore:
@@ -237,22 +321,48 @@ class PsiW0RetargetCore:
         return cls(config, world_model, reward_model, demos, num_envs)
 
     # ----------------------------------------------------------------------------- reset
-    def reset(self, rows: np.ndarray, rngs: list[np.random.Generator], demos: list[Any]) -> None:
+    def reset(self, rows: np.ndarray, rngs: list[np.random.Generator], demos: list[Any],
+              horizons: list[int | None] | None = None) -> None:
         """Start a new episode in each of ``rows``: demo ``demos[j]`` (see `select_demo`) drawn
-        with ``rngs[j]``, which also seeds the row's world-model noise."""
-        for row, rng, choice in zip(rows, rngs, demos, strict=True):
+        with ``rngs[j]``, which also seeds the row's world-model noise. ``horizons[j]``, if given
+        and not None, caps the row's horizon H (the single env passes the step limit of a
+        Gymnasium ``TimeLimit`` wrapper around it).
+
+        Every demo is chosen (and its instruction embedded) before any row changes, so a bad
+        choice leaves all rows as they were.
+        """
+        horizons = [None] * len(rows) if horizons is None else list(horizons)
+        chosen = []
+        for rng, choice, horizon in zip(rngs, demos, horizons, strict=True):
             start = select_demo(self.demos, choice, rng, self.config.successful_demos_only)
-            context = start.context
-            self.generators[row].manual_seed(int(rng.integers(0, 2**63 - 1)))
+            seed = int(rng.integers(0, 2**63 - 1))
+            limit = self.config.max_episode_steps or start.context.num_steps + self.config.episode_slack
+            if horizon is not None:
+                limit = min(limit, int(horizon))
+            chosen.append((start, seed, int(limit), self._embedding(start.context.instruction)))
+        longest = max(limit for _, _, limit, _ in chosen)
+        if longest > self.record_length:  # the other rows' episodes fit already: they are kept
+            self._allocate_records(longest)
+        for row, (start, seed, limit, embedding) in zip(rows, chosen):
+            if self.started[row] and self.ended[row]:
+                self.finished[row] = self._record(row, copy=True)
+            first_frame = resize_frame(start.first_frame, self.image_size)
+            start_state = np.clip(start.start_state, self.joint_low, self.joint_high)
+            self.generators[row].manual_seed(seed)
+            self.seeds[row] = seed
             self.starts[row] = start
-            self.history[row] = resize_frame(start.first_frame, self.image_size)
-            self.state[row] = np.clip(start.start_state, self.joint_low, self.joint_high)
+            self.history[row] = first_frame
+            self.state[row] = start_state
+            self.joint_target[row] = start_state  # the robot holds its start joints
             self.step_count[row] = 0
-            self.limit[row] = self.config.max_episode_steps or context.num_steps + self.config.episode_slack
-            self.instruction_embedding[row] = self._embedding(context.instruction)
+            self.limit[row] = limit
+            self.instruction_embedding[row] = embedding
             self.started[row] = True
             self.ended[row] = False
             self.success[row] = False
+            self.record_frames[row, 0] = first_frame
+            self.record_state[row, 0] = start_state
+            self.record_object[row, 0, :3] = start.context.human_object_pose[0, :3]  # same scene, object at rest
         self._stack_references()
 
     def _embedding(self, instruction: str) -> torch.Tensor:
@@ -278,6 +388,27 @@ class PsiW0RetargetCore:
             references[row, len(reference):] = reference[-1]
         self.references = references
 
+    def _allocate_records(self, length: int) -> None:
+        """(Re)allocate the per-row records for episodes of up to ``length`` steps, keeping what they hold."""
+        n, size, joints = self.num_envs, self.image_size, self.num_joints
+        old = getattr(self, "record_frames", None)
+        frames = np.zeros((n, length + 1, size, size, 3), np.uint8)
+        state = np.zeros((n, length + 1, joints), np.float32)
+        actions = np.zeros((n, length, joints), np.float32)
+        targets = np.zeros((n, length, joints), np.float32)
+        object_pose = np.zeros((n, length + 1, 7), np.float32)
+        object_pose[..., 3:] = IDENTITY_QUATERNION
+        if old is not None:
+            kept = self.record_length
+            frames[:, : kept + 1] = self.record_frames
+            state[:, : kept + 1] = self.record_state
+            actions[:, :kept] = self.record_actions
+            targets[:, :kept] = self.record_targets
+            object_pose[:, : kept + 1] = self.record_object
+        self.record_frames, self.record_state, self.record_object = frames, state, object_pose
+        self.record_actions, self.record_targets = actions, targets
+        self.record_length = length
+
     # ------------------------------------------------------------------------------ step
     def check_actions(self, actions: Any, shape: tuple[int, ...]) -> np.ndarray:
         """Validate a batch of policy actions of ``shape``; return them as float32 in [-1, 1].
@@ -302,51 +433,79 @@ class PsiW0RetargetCore:
         return residual_joint_targets(self.references[rows, index], actions, self.residual_scale, self.joint_ranges)
 
     def step(self, rows: np.ndarray, actions: np.ndarray) -> StepResult:
-        """Advance ``rows`` (running episodes) by one step with checked ``actions`` (n, 22)."""
+        """Advance ``rows`` (running episodes) by one step with checked ``actions`` (n, 22).
+
+        All or nothing: if the world model or the reward model raises (or returns something
+        `as_reward_output` refuses), the rows are left exactly as they were, noise generators
+        included.
+        """
         if len(rows) == 0:
             empty = np.zeros(0, np.float32)
             return StepResult(empty, empty.astype(bool), empty.astype(bool), {})
+        rows = np.asarray(rows, dtype=np.int64)
         targets = self.joint_targets(rows, actions).astype(np.float32)
-        start = time.perf_counter()
-        K = self.num_context_frames
-        prediction = self.world_model.predict(
-            self.history[rows, -K:],
-            self.state[rows],
-            targets,
-            self.instruction_embedding[rows],
-            generator=[self.generators[row] for row in rows],  # per-row noise: batching changes nothing
-            num_inference_steps=self.config.num_inference_steps,
-            output_type="np",
-        )
-        middle = time.perf_counter()
-        frames = np.asarray(prediction.frames, dtype=np.uint8)
-        state = np.clip(np.asarray(prediction.state, dtype=np.float32), self.joint_low, self.joint_high)
+        taken = self.step_count[rows]
+        steps = taken + 1
+        last = steps >= self.limit[rows]
+        generators = [self.generators[row] for row in rows]
+        generator_states = [generator.get_state() for generator in generators]
+        try:
+            start = time.perf_counter()
+            K = self.num_context_frames
+            prediction = self.world_model.predict(
+                self.history[rows, -K:],
+                self.state[rows],
+                targets,
+                self.instruction_embedding[rows],
+                generator=generators,  # per-row noise: batching changes nothing
+                num_inference_steps=self.config.num_inference_steps,
+                output_type="np",
+            )
+            middle = time.perf_counter()
+            frames = np.asarray(prediction.frames, dtype=np.uint8)
+            state = np.clip(np.asarray(prediction.state, dtype=np.float32), self.joint_low, self.joint_high)
+            object_position = (np.zeros((len(rows), 3), np.float32) if prediction.object_position is None
+                               else np.asarray(prediction.object_position, dtype=np.float32))
+            batch = RewardInput(  # copies: whatever the reward model does to them, the env keeps its own
+                frames=frames.copy(),
+                state=state.copy(),
+                action=actions.copy(),
+                target=targets.copy(),
+                step=steps.copy(),
+                object_position=object_position.copy(),
+                episodes=[self.starts[row].context for row in rows],
+                last=last.copy(),
+            )
+            output = as_reward_output(self.reward_model(batch), len(rows), source=f"reward model {self.reward_model!r}")
+        except BaseException:
+            for generator, generator_state in zip(generators, generator_states):
+                generator.set_state(generator_state)
+            raise
+        end = time.perf_counter()
+
+        failed = output.terminated if output.terminated is not None else np.zeros(len(rows), bool)
+        verdict = output.success if output.success is not None else np.zeros(len(rows), bool)
+        success = last & verdict & ~failed  # judged at the end only; an early failure never succeeds
+        terminated = last | failed
+        truncated = np.zeros(len(rows), bool)
+
+        # Commit.
         self.history[rows, :-1] = self.history[rows, 1:]
         self.history[rows, -1] = frames
         self.state[rows] = state
-        self.step_count[rows] += 1
-
-        batch = RewardInput(
-            frames=frames.copy(),
-            state=state.copy(),
-            action=actions.copy(),
-            target=targets.copy(),
-            step=self.step_count[rows].copy(),
-            object_position=np.asarray(prediction.object_position, dtype=np.float32).copy(),
-            episodes=[self.starts[row].context for row in rows],
-        )
-        output = as_reward_output(self.reward_model(batch), len(rows), source=f"reward model {self.reward_model!r}")
-        end = time.perf_counter()
+        self.joint_target[rows] = targets
+        self.step_count[rows] = steps
+        self.success[rows] = success
+        self.ended[rows] = terminated
+        self.record_actions[rows, taken] = actions
+        self.record_targets[rows, taken] = targets
+        self.record_frames[rows, steps] = frames
+        self.record_state[rows, steps] = state
+        self.record_object[rows, steps, :3] = object_position
         self.profile.world_model_s += middle - start
         self.profile.reward_model_s += end - middle
         self.profile.steps += 1
         self.profile.env_steps += len(rows)
-
-        success = output.success if output.success is not None else np.zeros(len(rows), bool)
-        terminated = success | (output.terminated if output.terminated is not None else False)
-        truncated = self.step_count[rows] >= self.limit[rows]
-        self.success[rows] = success
-        self.ended[rows] = terminated | truncated
         return StepResult(output.reward, terminated, truncated, output.info)
 
     # ------------------------------------------------------------------------ observation
@@ -364,20 +523,102 @@ class PsiW0RetargetCore:
             "agent_pos": self.state[row].copy(),
             "reference": self.references[row, index].reshape(-1),  # fancy indexing copies
             "instruction": self.instruction_embedding[row].numpy().copy(),
+            "progress": np.array([min(self.step_count[row] / self.limit[row], 1.0)], np.float32),
         }
 
     def info(self, row: int) -> dict[str, Any]:
-        """Row ``row``'s info: task, instruction text, demo id and index, step, success."""
+        """Row ``row``'s info: task, instruction text, demo id and index, step, success (the
+        verdict, False before the end), the joint targets of the last step (the start joints
+        after a reset: what the robot holds)."""
         context = self.starts[row].context
         return {
             "task": context.task,
-            "instruction": context.instruction,
+            "instruction_text": context.instruction,
             "demo": context.demo_id,
             "demo_index": context.demo_index,
             "step": int(self.step_count[row]),
             "success": bool(self.success[row]),
+            "joint_targets": self.joint_target[row].copy(),
         }
 
     def frame(self, row: int) -> np.ndarray:
         """Row ``row``'s latest (predicted) frame, (H, W, 3) uint8."""
         return self.history[row, -1].copy()
+
+    # --------------------------------------------------------------------------- episodes
+    def _record(self, row: int, copy: bool = False) -> EpisodeRecord:
+        t = int(self.step_count[row])
+        take = (lambda array: array.copy()) if copy else (lambda array: array)
+        return EpisodeRecord(
+            start=self.starts[row],
+            seed=int(self.seeds[row]),
+            horizon=int(self.limit[row]),
+            frames=take(self.record_frames[row, : t + 1]),
+            state=take(self.record_state[row, : t + 1]),
+            actions=take(self.record_actions[row, :t]),
+            targets=take(self.record_targets[row, :t]),
+            object_pose=take(self.record_object[row, : t + 1]),
+            ended=bool(self.ended[row]),
+            success=bool(self.success[row]),
+        )
+
+    def episode(self, row: int, finished: bool = False) -> Episode:
+        """Row ``row``'s episode as an `Episode` (``source="generated"``, ``embodiment="robot"``).
+
+        Args:
+            row: the row.
+            finished: False: the row's current episode, running (``success`` False so far) or
+                ended; True: its latest ended episode (the current one if it has ended, else the
+                one before the last reset: what an autoreset replaced).
+
+        The episode holds ``frames`` (t+1: the demo's real first frame, then W0's predictions),
+        ``state`` (W0's joint states), ``action`` (the absolute joint targets applied, what
+        `psi_gym.sim.replay.replay_targets` replays from ``state[0]`` in ``scene``),
+        ``object_pose`` (W0's own object position + identity quaternion; row 0 the demo's start
+        pose), ``success`` (the env's verdict), ``scene`` (the demo's), ``parent`` (the demo id)
+        and ``metadata``: ``demo_id``, ``demo_index``, ``policy_actions`` (the policy's actions in
+        [-1, 1]), ``action_mode``, ``residual_gain``, ``reference`` and ``human_object_pose``
+        (the demo's), ``world_model`` and ``reward_model`` (what made it), ``seed`` (of W0's
+        noise), ``horizon``, ``ended``.
+
+        Raises:
+            ValueError: no such row, a row never reset, or no ended episode yet (``finished``).
+        """
+        if isinstance(row, (bool, np.bool_)) or not isinstance(row, (int, np.integer)) or not 0 <= row < self.num_envs:
+            raise ValueError(f"row must be an int in [0, {self.num_envs}), got {row!r}")
+        if not self.started[row]:
+            raise ValueError(f"row {row} has no episode: call reset() first")
+        if finished and not self.ended[row]:
+            record = self.finished[row]
+            if record is None:
+                raise ValueError(f"row {row} has not finished an episode yet")
+        else:
+            record = self._record(int(row), copy=True)
+        context = record.start.context
+        return Episode(
+            task=context.task,
+            instruction=context.instruction,
+            embodiment="robot",
+            frames=record.frames,
+            state=record.state,
+            action=record.targets,
+            object_pose=record.object_pose,
+            success=record.success,
+            scene=context.scene.to_dict(),
+            seed=record.seed,
+            source="generated",
+            parent=context.demo_id,
+            metadata={
+                "demo_id": context.demo_id,
+                "demo_index": int(context.demo_index),
+                "policy_actions": record.actions.tolist(),
+                "action_mode": self.config.action_mode,
+                "residual_gain": float(self.config.residual_gain),
+                "reference": np.asarray(context.reference).tolist(),
+                "human_object_pose": np.asarray(context.human_object_pose).tolist(),
+                **self.provenance,
+                "seed": record.seed,
+                "horizon": record.horizon,
+                "ended": record.ended,
+            },
+        ).validate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from psi_gym.data.episode import Episode
 from psi_gym.envs.psi_w0_retarget import RENDER_FPS
 from psi_gym.envs.psi_w0_retarget_core import PsiW0RetargetConfig, PsiW0RetargetCore
 
@@ -34,11 +36,18 @@ class PsiW0RetargetVectorEnv(VectorEnv):
               ``reset(options={"reset_mask": mask})``; stepping one before that raises
               `ResetNeeded` (TorchRL's preferred mode).
         render_mode: ``"rgb_array"``: `render` returns a tuple of the N latest frames.
-        config / keywords: the options of `PsiW0RetargetConfig` (``max_episode_steps`` is
-            enforced here, as a per-episode truncation).
+        config / keywords: the options of `PsiW0RetargetConfig` (``gym.make_vec`` hands
+            ``max_episode_steps`` to the env: it is every episode's horizon).
+
+    Every episode lasts its horizon and ends with ``terminated=True`` on its verdict step
+    (``info["success"]``); ``truncated`` is always False (see `PsiW0RetargetEnv`, "Episode End").
 
     ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i`` (a list gives one seed per sub-env);
     ``options={"demo": d}`` applies ``d`` to every reset sub-env, or give a list of N choices.
+
+    ``envs.episode(i)`` returns sub-env ``i``'s current episode as a generated `Episode` (running
+    or ended); ``envs.episode(i, finished=True)`` its latest ended one, also after an autoreset
+    replaced it (`PsiW0RetargetCore.episode`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS, "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -68,6 +77,9 @@ class PsiW0RetargetVectorEnv(VectorEnv):
     # ----------------------------------------------------------------------------- reset
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         n = self.num_envs
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError("options must be a dict such as {'demo': 3} or {'reset_mask': mask} or None, "
+                            f"got {type(options).__name__} {options!r}")
         options = dict(options or {})
         unknown = sorted(set(options) - {"demo", "reset_mask"})
         if unknown:
@@ -153,6 +165,11 @@ class PsiW0RetargetVectorEnv(VectorEnv):
         for row in range(n):
             infos = self._add_info(infos, step_infos[row], row)
         return self._observations(), rewards, terminated, truncated, infos
+
+    def episode(self, row: int, finished: bool = False) -> Episode:
+        """Sub-env ``row``'s current episode (``finished=False``: running or ended) or its latest
+        ended one (``finished=True``) as a generated `Episode` (see `PsiW0RetargetCore.episode`)."""
+        return self.core.episode(row, finished=finished)
 
     def _observations(self) -> dict[str, np.ndarray]:
         per_env = [self.core.observation(row) for row in range(self.num_envs)]

@@ -19,6 +19,8 @@ from psi_gym.envs.demo_set import default_demos_path
 from psi_gym.envs.psi_w0_retarget import PsiW0RetargetEnv
 from psi_gym.sim.hands import hand_spec, residual_scale
 
+from psi_gym.rewards import RewardInput, RewardOutput
+
 from .helpers import SucceedAt, action_penalty, save_tiny_world_model
 
 ENV_ID = "PsiW0-Retarget-v0"
@@ -82,10 +84,11 @@ def test_an_env_made_after_retraining_gets_the_new_weights(tmp_path, world_model
 def test_spaces_declared_in_constructor(env_kwargs):
     env = gym.make(ENV_ID, **env_kwargs)
     obs_space = env.observation_space
-    assert set(obs_space.spaces) == {"pixels", "agent_pos", "reference", "instruction"}
+    assert set(obs_space.spaces) == {"pixels", "agent_pos", "reference", "instruction", "progress"}
     assert obs_space["pixels"].shape == (64, 64, 3) and obs_space["pixels"].dtype == np.uint8
     assert obs_space["agent_pos"].shape == (22,) and obs_space["reference"].shape == (4 * 22,)
     assert obs_space["instruction"].shape == (384,)
+    assert obs_space["progress"] == gym.spaces.Box(0, 1, (1,), np.float32)
     assert env.action_space == gym.spaces.Box(-1, 1, (22,), np.float32)
     assert env.metadata["render_fps"] == 10
 
@@ -122,7 +125,9 @@ def test_seeded_reset_and_step_are_deterministic(env_kwargs):
     for (obs_a, rew_a, info_a), (obs_b, rew_b, info_b) in zip(first, again):
         for key in obs_a:
             np.testing.assert_array_equal(obs_a[key], obs_b[key])
-        assert rew_a == rew_b and info_a == info_b
+        assert rew_a == rew_b and info_a.keys() == info_b.keys()
+        for key in info_a:
+            np.testing.assert_array_equal(info_a[key], info_b[key], err_msg=key)
     # same demo, other seed: the world model's noise differs, so do the predicted frames
     other = _rollout(gym.make(ENV_ID, **env_kwargs), 8, actions, options={"demo": first[0][2]["demo_index"]})
     assert not np.array_equal(first[-1][0]["pixels"], other[-1][0]["pixels"])
@@ -212,29 +217,81 @@ def test_residual_and_absolute_action_mapping(world_model_path):
         np.testing.assert_allclose(reward.calls[-1].target[0], expected, atol=1e-5)
 
 
-def test_truncation_at_demo_length_plus_slack(env_kwargs):
+def test_every_episode_lasts_its_horizon_and_ends_with_the_verdict(env_kwargs):
     env = gym.make(ENV_ID, episode_slack=2, **env_kwargs)
-    env.reset(seed=0)
-    steps, truncated = 0, False
-    while not truncated:
-        _, _, terminated, truncated, info = env.step(np.zeros(22, np.float32))
+    obs, info = env.reset(seed=0)
+    assert obs["progress"].tolist() == [0.0] and info["success"] is False
+    steps, terminated = 0, False
+    while not terminated:
+        obs, _, terminated, truncated, info = env.step(np.zeros(22, np.float32))
         steps += 1
-        assert not terminated
-    assert steps == 32 + 2 and info["step"] == 34
+        assert not truncated and obs["progress"][0] == pytest.approx(steps / 34)
+    assert steps == 32 + 2 and info["step"] == 34 and obs["progress"].tolist() == [1.0]
+    assert info["success"] is False  # a plain reward function gives no verdict
     with pytest.raises(ResetNeeded, match="reset"):
         env.unwrapped.step(np.zeros(22, np.float32))
 
 
-def test_max_episode_steps_and_termination(world_model_path):
-    env = gym.make(ENV_ID, world_model=str(world_model_path), reward_model=SucceedAt(step=2), max_episode_steps=5)
+def test_early_success_is_ignored_and_the_verdict_comes_at_the_end(world_model_path):
+    reward = SucceedAt(step=1)  # reports success on every step
+    env = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=reward, max_episode_steps=5)
     env.reset(seed=0)
-    assert env.step(np.zeros(22, np.float32))[2:4] == (False, False)
-    _, reward, terminated, truncated, info = env.step(np.zeros(22, np.float32))
-    assert terminated and not truncated and info["success"] and reward == 1.0
-    env = gym.make(ENV_ID, world_model=str(world_model_path), reward_model=SucceedAt(step=99), max_episode_steps=3)
+    results = [env.step(np.zeros(22, np.float32)) for _ in range(5)]
+    assert [r[2] for r in results] == [False, False, False, False, True]  # terminated exactly at H
+    assert not any(r[3] for r in results)  # the horizon is part of the task: never truncated
+    assert [r[4]["success"] for r in results] == [False] * 4 + [True]
+    assert [bool(batch.last[0]) for batch in reward.calls] == [False] * 4 + [True]  # the model was told
+    with pytest.raises(ResetNeeded, match="5 of its 5 steps"):
+        env.step(np.zeros(22, np.float32))
+    # the default horizon: T + slack, whatever the reward model says on the way
+    env = gym.make(ENV_ID, world_model=str(world_model_path), reward_model=SucceedAt(step=1))
     env.reset(seed=0)
-    results = [env.step(np.zeros(22, np.float32))[3] for _ in range(3)]
-    assert results == [False, False, True]
+    ends = [env.step(np.zeros(22, np.float32))[2] for _ in range(40)]
+    assert ends == [False] * 39 + [True] and env.unwrapped.core.success[0]
+
+
+class FailsAt:
+    """Success on every step, and an irrecoverable failure (``terminated``) at ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, batch: RewardInput) -> RewardOutput:
+        return RewardOutput(reward=np.zeros(len(batch), np.float32), success=np.ones(len(batch), bool),
+                            terminated=batch.step >= self.step)
+
+
+def test_a_reward_model_may_end_an_episode_early_as_a_failure(world_model_path):
+    env = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=FailsAt(step=2), max_episode_steps=5)
+    env.reset(seed=0)
+    assert env.step(np.zeros(22, np.float32))[2] is False
+    _, _, terminated, truncated, info = env.step(np.zeros(22, np.float32))
+    assert terminated and not truncated and info["success"] is False and info["step"] == 2
+    assert env.episode().success is False and env.episode().metadata["ended"] is True
+
+
+def test_gym_make_max_episode_steps_is_the_horizon_and_the_guard_knows_it(world_model_path):
+    # gym.make keeps max_episode_steps to itself and wraps the env in TimeLimit; the env finds it
+    env = gym.make(ENV_ID, world_model=str(world_model_path), reward_model=SucceedAt(step=1), max_episode_steps=2)
+    obs, _ = env.reset(seed=0)
+    assert env.unwrapped.core.limit[0] == 2
+    first = env.step(np.zeros(22, np.float32))
+    assert first[2:4] == (False, False) and first[0]["progress"].tolist() == [0.5]
+    _, _, terminated, truncated, info = env.step(np.zeros(22, np.float32))
+    assert terminated and truncated and info["success"]  # the verdict; the wrapper says truncated too
+    with pytest.raises(ResetNeeded):
+        env.step(np.zeros(22, np.float32))
+    # a TimeLimit longer than the horizon changes nothing; a wrapper added by hand is found too
+    env = gym.wrappers.TimeLimit(PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=action_penalty,
+                                                  max_episode_steps=3), max_episode_steps=10)
+    env.reset(seed=0)
+    assert env.unwrapped.core.limit[0] == 3
+    env = gym.wrappers.TimeLimit(PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=action_penalty),
+                                 max_episode_steps=4)
+    env.reset(seed=0)
+    assert env.unwrapped.core.limit[0] == 4
+    env.unwrapped.reset(seed=0)  # reset without the wrapper: the env's own horizon
+    assert env.unwrapped.core.limit[0] == 40
 
 
 def test_channels_first_and_frame_stack(env_kwargs):
@@ -311,8 +368,11 @@ def test_bad_demo_and_options(env_kwargs):
 
 
 def test_bad_constructor_arguments(env_kwargs, tmp_path):
-    with pytest.raises(TypeError, match="unknown PsiW0-Retarget option.*frame_stak"):
+    # worded as Python words it, so that TorchRL's GymEnv drops its `frameskip` and skips frames itself
+    with pytest.raises(TypeError, match="got an unexpected keyword argument 'frame_stak'.*the options are"):
         gym.make(ENV_ID, frame_stak=2, **env_kwargs)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'frameskip'"):
+        PsiW0RetargetEnv(frameskip=1, **env_kwargs)
     with pytest.raises(ValueError, match="action_mode"):
         gym.make(ENV_ID, action_mode="delta", **env_kwargs)
     with pytest.raises(ValueError, match="frame_stack"):
@@ -348,3 +408,135 @@ def test_reward_model_output_is_checked(world_model_path):
     env.reset(seed=0)
     with pytest.raises(ValueError, match="NaN"):
         env.step(np.zeros(22, np.float32))
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("channels_first", "no", "channels_first must be a bool"),
+        ("successful_demos_only", "no", "successful_demos_only must be a bool"),
+        ("channels_first", 1, "channels_first must be a bool"),
+        ("max_episode_steps", True, "max_episode_steps must be an int >= 1"),
+        ("max_episode_steps", 2.5, "max_episode_steps must be an int >= 1"),
+        ("num_inference_steps", 0, "num_inference_steps must be an int >= 1"),
+        ("residual_gain", "big", "residual_gain must be a finite number"),
+        ("residual_gain", float("nan"), "residual_gain must be a finite number"),
+        ("device", "potato", "device must be None .*'cpu', 'cuda', 'cuda:N'.*got 'potato'"),
+        ("device", 3, "device must be None"),
+    ],
+)
+def test_options_of_the_wrong_kind_are_refused_by_name(env_kwargs, option, value, match):
+    # (gym.make keeps max_episode_steps for its TimeLimit wrapper; the env class and make_vec get it)
+    with pytest.raises(ValueError, match=match):
+        PsiW0RetargetEnv(**{**env_kwargs, option: value})
+    with pytest.raises(ValueError, match=match):
+        gym.make_vec(ENV_ID, num_envs=2, **{**env_kwargs, option: value})
+
+
+def test_cuda_device_without_cuda_says_so(env_kwargs):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="device='cuda', but CUDA is not available"):
+        gym.make(ENV_ID, device="cuda", **env_kwargs)
+
+
+def test_reset_options_must_be_a_dict(env_kwargs):
+    env = PsiW0RetargetEnv(**env_kwargs)
+    with pytest.raises(TypeError, match="options must be a dict such as \\{'demo': 3\\} or None, got str 'demo'"):
+        env.reset(options="demo")
+    assert not env.core.started[0]
+
+
+def test_a_reward_model_returning_none_is_told_what_was_expected(world_model_path):
+    env = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=lambda batch: None)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="returned None; expected a RewardOutput or 1 rewards"):
+        env.step(np.zeros(22, np.float32))
+
+
+class RaisesAt:
+    """A reward model that raises on its ``call``-th call."""
+
+    def __init__(self, call: int) -> None:
+        self.call, self.calls = call, 0
+
+    def __call__(self, batch: RewardInput) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.call:
+            raise RuntimeError("reward model broke")
+        return np.zeros(len(batch), np.float32)
+
+
+def test_a_step_whose_reward_model_raises_leaves_the_env_as_it_was(world_model_path):
+    env = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=RaisesAt(call=2))
+    env.reset(seed=0)
+    env.step(np.full(22, 0.3, np.float32))
+    core = env.core
+    before = {name: getattr(core, name).copy() for name in ("history", "state", "step_count", "joint_target",
+                                                             "record_frames", "record_targets", "success", "ended")}
+    generator = core.generators[0].get_state().clone()
+    observation, info = core.observation(0), core.info(0)
+    with pytest.raises(RuntimeError, match="reward model broke"):
+        env.step(np.full(22, -0.5, np.float32))
+    for name, value in before.items():
+        np.testing.assert_array_equal(getattr(core, name), value, err_msg=name)
+    assert torch.equal(core.generators[0].get_state(), generator)
+    assert core.info(0)["step"] == info["step"] == 1
+    np.testing.assert_array_equal(core.observation(0)["pixels"], observation["pixels"])
+    # the retried step is the step an env that never failed takes
+    after, *_ = env.step(np.full(22, -0.5, np.float32))
+    clean = PsiW0RetargetEnv(world_model=str(world_model_path), reward_model=action_penalty)
+    clean.reset(seed=0)
+    clean.step(np.full(22, 0.3, np.float32))
+    expected, *_ = clean.step(np.full(22, -0.5, np.float32))
+    np.testing.assert_array_equal(after["pixels"], expected["pixels"])
+    np.testing.assert_array_equal(after["agent_pos"], expected["agent_pos"])
+
+
+def test_the_env_hands_out_the_episode_it_produced(world_model_path):
+    from psi_gym.data.episode import Episode
+    from psi_gym.sim.replay import replay_targets
+    from psi_gym.sim.scene import SceneParams
+    from psi_gym.sim.world import get_world
+
+    env = gym.make(ENV_ID, world_model=str(world_model_path), reward_model=SucceedAt(step=1), max_episode_steps=6)
+    obs, info = env.reset(seed=3)
+    first_frame, targets, actions = obs["pixels"], [], []
+    np.testing.assert_array_equal(info["joint_targets"], obs["agent_pos"])  # the robot holds its start joints
+    rng = np.random.default_rng(0)
+    running = env.unwrapped.episode()
+    assert running.num_steps == 0 and running.frames.shape == (1, 64, 64, 3) and not running.success
+    terminated = False
+    while not terminated:
+        action = rng.uniform(-1, 1, 22).astype(np.float32)
+        obs, _, terminated, _, info = env.step(action)
+        assert info["joint_targets"].shape == (22,) and info["joint_targets"].dtype == np.float32
+        targets.append(info["joint_targets"])
+        actions.append(action)
+        if len(targets) == 3:  # a running episode can be read too
+            assert env.unwrapped.episode().num_steps == 3
+    episode = env.unwrapped.episode()
+    assert isinstance(episode, Episode) and episode.validate() is episode
+    assert (episode.source, episode.embodiment, episode.success) == ("generated", "robot", True)
+    assert episode.num_steps == 6 and episode.frames.shape == (7, 64, 64, 3)
+    np.testing.assert_array_equal(episode.frames[0], first_frame)  # the demo's real first frame
+    np.testing.assert_array_equal(episode.frames[-1], env.unwrapped.core.frame(0))
+    np.testing.assert_array_equal(episode.action, np.stack(targets))  # what info["joint_targets"] said
+    np.testing.assert_array_equal(episode.state[-1], obs["agent_pos"])
+    np.testing.assert_allclose(episode.metadata["policy_actions"], np.stack(actions), atol=1e-7)
+    assert episode.object_pose.shape == (7, 7) and (episode.object_pose[:, 3] == 1).all()
+    context = env.unwrapped.core.starts[0].context
+    assert episode.parent == context.demo_id == episode.metadata["demo_id"] == info["demo"]
+    assert episode.metadata["demo_index"] == info["demo_index"] and episode.scene == context.scene.to_dict()
+    assert np.asarray(episode.metadata["reference"]).shape == context.reference.shape
+    assert np.asarray(episode.metadata["human_object_pose"]).shape == context.human_object_pose.shape
+    assert episode.metadata["world_model"].startswith("WorldModel(") and "SucceedAt" in episode.metadata["reward_model"]
+    assert episode.metadata["seed"] == episode.seed and episode.metadata["horizon"] == 6
+    # the joint targets replay in the simulator from the same start
+    scene = SceneParams.from_dict(episode.scene)
+    recording = replay_targets(get_world("robot", scene.object_kind), scene, episode.action,
+                               start_qpos=episode.state[0], render=False)
+    assert recording.state.shape == (7, 22) and isinstance(recording.success, bool)
+    # the episode is a demo the env can start from again (the flywheel's loop)
+    _, again = env.reset(options={"demo": episode})
+    assert again["task"] == episode.task

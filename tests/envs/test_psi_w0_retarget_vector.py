@@ -53,7 +53,7 @@ def test_next_step_autoreset(env_kwargs):
     envs.reset(seed=0)
     envs.step(ZERO)
     _, _, terminated, truncated, info = envs.step(ZERO)
-    assert truncated.all() and not terminated.any() and info["step"].tolist() == [2, 2, 2]
+    assert terminated.all() and not truncated.any() and info["step"].tolist() == [2, 2, 2]  # the horizon
     _, reward, terminated, truncated, info = envs.step(ZERO)  # this step resets, ignoring the action
     assert not (terminated | truncated).any() and (reward == 0).all() and info["step"].tolist() == [0, 0, 0]
     assert envs.core.profile.steps == 2  # no world-model call for the reset step
@@ -61,22 +61,30 @@ def test_next_step_autoreset(env_kwargs):
 
 
 def test_same_step_autoreset_gives_final_obs_and_info(world_model_path):
-    reward = SucceedAt(step=2)
+    reward = SucceedAt(step=1)  # "success" on every step: only the last step's counts
     envs = gym.make_vec(ENV_ID, num_envs=3, world_model=str(world_model_path), reward_model=reward,
-                        autoreset_mode=AutoresetMode.SAME_STEP, render_mode="rgb_array")
+                        max_episode_steps=2, autoreset_mode=AutoresetMode.SAME_STEP, render_mode="rgb_array")
     envs.reset(seed=0, options={"demo": [0, 1, 2]})
-    envs.step(ZERO)
+    _, _, terminated, _, info = envs.step(ZERO)
+    assert not terminated.any() and not info["success"].any()
     last_frames = envs.render()
-    _, rewards, terminated, _, info = envs.step(ZERO)
-    assert terminated.all() and (rewards == 1).all()
+    _, rewards, terminated, truncated, info = envs.step(ZERO)
+    assert terminated.all() and not truncated.any() and (rewards == 1).all()
     assert info["_final_obs"].all() and info["_final_info"].all()
     assert info["final_info"]["success"].all() and info["final_info"]["step"].tolist() == [2, 2, 2]
     for i in range(3):
         final = info["final_obs"][i]
-        assert final["pixels"].shape == (64, 64, 3)
+        assert final["pixels"].shape == (64, 64, 3) and final["progress"].tolist() == [1.0]
         assert not np.array_equal(final["pixels"], last_frames[i])  # the frame of step 2, not step 1
+        # the ended episode survives the autoreset
+        finished = envs.episode(i, finished=True)
+        assert finished.success and finished.num_steps == 2 and finished.metadata["demo_index"] == i
+        np.testing.assert_array_equal(finished.frames[-1], final["pixels"])
+        np.testing.assert_array_equal(finished.action[-1], info["final_info"]["joint_targets"][i])
+        assert envs.episode(i).num_steps == 0  # the new one
     assert info["step"].tolist() == [0, 0, 0]  # obs/info are the new episodes'
     assert envs.step(ZERO)[4]["step"].tolist() == [1, 1, 1]
+    assert envs.episode(0, finished=True).num_steps == 2 and envs.episode(0).num_steps == 1
 
 
 def test_disabled_autoreset_and_reset_mask(env_kwargs):
@@ -85,8 +93,8 @@ def test_disabled_autoreset_and_reset_mask(env_kwargs):
     assert envs.metadata["autoreset_mode"] == AutoresetMode.DISABLED
     envs.reset(seed=0)
     envs.step(ZERO)
-    _, _, _, truncated, _ = envs.step(ZERO)
-    assert truncated.all()
+    _, _, terminated, _, _ = envs.step(ZERO)
+    assert terminated.all()
     with pytest.raises(ResetNeeded, match="reset_mask"):
         envs.step(ZERO)
     mask = np.array([True, False, True])
@@ -136,3 +144,31 @@ def test_vector_bad_input(env_kwargs):
         gym.make_vec(ENV_ID, num_envs=2, autoreset_mode="sometimes", **env_kwargs)
     with pytest.raises(ValueError, match="num_envs"):
         gym.make_vec(ENV_ID, num_envs=0, **env_kwargs)
+    with pytest.raises(TypeError, match="options must be a dict"):
+        envs.reset(options="demo")
+    with pytest.raises(ValueError, match="row must be an int in \\[0, 3\\)"):
+        envs.episode(3)
+    with pytest.raises(ValueError, match="not finished an episode"):
+        envs.episode(0, finished=True)
+
+
+def test_a_bad_demo_choice_resets_no_sub_env(env_kwargs):
+    envs = gym.make_vec(ENV_ID, num_envs=3, **env_kwargs)
+    _, info = envs.reset(seed=0, options={"demo": [0, 1, 2]})
+    envs.step(ZERO)
+    with pytest.raises(ValueError, match="unknown demo index 99"):
+        envs.reset(options={"demo": [5, 6, 99]})
+    assert envs.core.step_count.tolist() == [1, 1, 1]
+    assert [envs.core.info(i)["demo_index"] for i in range(3)] == [0, 1, 2]
+
+
+def test_the_horizon_is_per_sub_env_and_progress_follows_it(env_kwargs):
+    from psi_gym.envs.demo_set import load_demo_set
+
+    envs = gym.make_vec(ENV_ID, num_envs=2, episode_slack=3, autoreset_mode=AutoresetMode.DISABLED, **env_kwargs)
+    obs, _ = envs.reset(seed=0)
+    horizons = [envs.core.starts[i].context.num_steps + 3 for i in range(2)]
+    assert envs.core.limit.tolist() == horizons and obs["progress"].tolist() == [[0.0], [0.0]]
+    obs, *_ = envs.step(np.zeros((2, 22), np.float32))
+    np.testing.assert_allclose(obs["progress"][:, 0], [1 / h for h in horizons])
+    assert len(load_demo_set("default")) == 48
