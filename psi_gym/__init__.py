@@ -37,6 +37,12 @@ def _register_envs() -> None:
             entry_point="psi_gym.envs.psi_w0_retarget:PsiW0RetargetEnv",
             vector_entry_point="psi_gym.envs.psi_w0_retarget_vector:PsiW0RetargetVectorEnv",
         )
+    if "PsiSim-Retarget-v0" not in registry:  # the same task in the ground-truth simulator (robot / judge)
+        register(
+            id="PsiSim-Retarget-v0",
+            entry_point="psi_gym.envs.sim_retarget:PsiSimRetargetEnv",
+            vector_entry_point="psi_gym.envs.sim_retarget:PsiSimRetargetVectorEnv",
+        )
 
 
 _register_envs()

@@ -1,0 +1,268 @@
+"""PsiSim-Retarget-v0: the same task as PsiW0-Retarget-v0, stepped in the ground-truth simulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from psi_gym.data.episode import Episode
+from psi_gym.envs.demo_set import DemoSet, load_demo_set
+from psi_gym.envs.psi_w0_retarget import PsiW0RetargetEnv
+from psi_gym.envs.psi_w0_retarget_core import PsiW0RetargetConfig, PsiW0RetargetCore
+from psi_gym.envs.psi_w0_retarget_vector import PsiW0RetargetVectorEnv
+from psi_gym.rewards.base import RewardInput, RewardModel, RewardOutput, as_reward_output
+from psi_gym.rewards.object_tracking import ObjectTrackingRewardConfig
+from psi_gym.rewards.resolve import resolve_reward_model
+from psi_gym.sim.tasks import get_task
+from psi_gym.sim.world import SimulationUnstable, World
+
+ROLES = ("robot", "judge")
+DEFAULT_REWARD = "object_tracking"
+UNSTABLE_POSITION = np.array([0.0, 0.0, -1.0], np.float32)  # below the table: outside the workspace
+
+
+class SimStateReward:
+    """PsiW0-Retarget's default reward read off the simulator's state instead of predicted frames.
+
+    Per row at step t (frame t+1): ``exp(-|p - q| / sigma)`` with ``p`` the object's true position
+    and ``q`` the human demo's after as many steps; on the last step the verdict is
+    ``Task.is_success(scene, p)`` (the one success definition) and a success pays ``success_bonus``
+    on top. ``sigma`` and the bonus are `ObjectTrackingRewardConfig`'s, so a return here and a return
+    in W0 are the same quantity.
+    """
+
+    def __init__(self, config: ObjectTrackingRewardConfig | None = None) -> None:
+        self.config = config or ObjectTrackingRewardConfig()
+
+    def __call__(self, batch: RewardInput) -> RewardOutput:
+        position = np.asarray(batch.object_position, np.float64)
+        goal = np.stack([e.human_object_pose[min(int(s), e.num_steps), :3] for e, s in zip(batch.episodes, batch.step)])
+        distance = np.linalg.norm(position - goal, axis=-1)
+        verdict = np.array([get_task(e.task).is_success(e.scene, p) for e, p in zip(batch.episodes, position)])
+        success = np.asarray(batch.last, bool) & verdict
+        reward = np.exp(-distance / self.config.sigma) + np.where(success, self.config.success_bonus, 0.0)
+        return RewardOutput(reward=reward.astype(np.float32), success=success,
+                            info={"object_distance": distance.astype(np.float32)})
+
+    def __repr__(self) -> str:
+        return f"SimStateReward({self.config})"
+
+
+class SimVerdict:
+    """Another reward model, run on the simulator's true frames, with its verdict replaced by the
+    simulator's (`Task.is_success` on the true object position at the last step)."""
+
+    def __init__(self, reward_model: RewardModel) -> None:
+        self.reward_model = reward_model
+
+    def __call__(self, batch: RewardInput) -> RewardOutput:
+        output = as_reward_output(self.reward_model(batch), len(batch), source=f"reward model {self.reward_model!r}")
+        truth = SimStateReward()(batch).success
+        return RewardOutput(reward=output.reward, success=truth, terminated=output.terminated, info=output.info)
+
+    def __repr__(self) -> str:
+        return f"SimVerdict({self.reward_model!r})"
+
+
+class SimulatorStepper:
+    """What the env's core asks its world model for (the next frame, joints and object position of
+    the stepped rows), answered by one MuJoCo `World` per row: the ground truth instead of a
+    prediction. `SimRetargetCore` tells it which rows a step is for."""
+
+    def __init__(self, num_envs: int, image_size: int) -> None:
+        self.image_size = int(image_size)
+        self.num_context_frames = 1
+        self.rows = np.zeros(0, np.int64)
+        self._worlds: list[dict[str, World]] = [{} for _ in range(num_envs)]
+        self.current: list[World | None] = [None] * num_envs
+        self.unstable = np.zeros(num_envs, bool)
+
+    def reset_row(self, row: int, start: Any) -> np.ndarray:
+        """Put row ``row``'s world at the start of demo ``start`` (a `DemoStart`); its first frame."""
+        scene = start.context.scene
+        worlds = self._worlds[row]
+        if scene.object_kind not in worlds:  # one world per row: rows step independently
+            worlds[scene.object_kind] = World("robot", scene.object_kind, self.image_size)
+        world = worlds[scene.object_kind]
+        world.reset(scene, np.asarray(start.start_state, np.float64))
+        self.current[row] = world
+        self.unstable[row] = False
+        return world.render()
+
+    def predict(self, context_frames: np.ndarray, context_state: np.ndarray, action: np.ndarray, instruction: Any,
+                generator: Any = None, num_inference_steps: int | None = None, output_type: str = "np") -> Any:
+        """Step each of ``self.rows`` to its absolute joint target ``action[j]`` (what the core passes)."""
+        from psi_gym.world_model.model import WorldModelOutput
+
+        frames, state, position = [], [], []
+        for j, row in enumerate(self.rows):
+            world = self.current[row]
+            if not self.unstable[row]:
+                try:
+                    world.step(action[j])
+                except SimulationUnstable:
+                    self.unstable[row] = True  # a failure: frozen, the object reported out of the workspace
+            frames.append(world.render())
+            state.append(world.joint_positions())
+            position.append(UNSTABLE_POSITION if self.unstable[row] else world.object_pose()[:3])
+        return WorldModelOutput(frames=np.stack(frames), state=np.stack(state).astype(np.float32),
+                                object_position=np.stack(position).astype(np.float32))
+
+    def object_pose(self, row: int) -> np.ndarray:
+        return self.current[row].object_pose()
+
+
+class SimRetargetCore(PsiW0RetargetCore):
+    """`PsiW0RetargetCore` (every rule of the env: actions, observations, horizon, records) with the
+    simulator in place of the world model (`SimulatorStepper`).
+
+    The base class is built with a placeholder world model that only sets the sizes (image size, one
+    context frame); every step goes to the simulator. ``role`` ("robot" or "judge") is recorded in
+    every episode's metadata.
+    """
+
+    def __init__(self, config: PsiW0RetargetConfig, reward_model: RewardModel, demos: DemoSet, num_envs: int = 1,
+                 role: str = "judge", image_size: int = 64) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES} (the robot: a deployment budget whose episodes may train; "
+                             f"the judge: evaluation only), got {role!r}")
+        from psi_gym.world_model.config import debug_config
+        from psi_gym.world_model.model import WorldModel
+
+        placeholder = WorldModel.from_model_config(debug_config(image_size=int(image_size), num_context_frames=1))
+        super().__init__(config, placeholder, reward_model, demos, num_envs)
+        self.role = role
+        self.world_model = SimulatorStepper(self.num_envs, self.image_size)
+        self.provenance = {"world_model": "MuJoCo simulator (ground truth)", "reward_model": repr(reward_model),
+                           "role": role}
+
+    @classmethod
+    def from_config(cls, config: PsiW0RetargetConfig, num_envs: int = 1, role: str = "judge",
+                    image_size: int = 64) -> SimRetargetCore:
+        """Names resolved once, here: the reward model (``"object_tracking"``, the default, is
+        `SimStateReward`: the same rule on the true state; any other is run on the true frames under
+        `SimVerdict`) and the demos."""
+        if isinstance(config.reward_model, str) and config.reward_model == DEFAULT_REWARD:
+            reward_model: RewardModel = SimStateReward()
+        else:
+            reward_model = SimVerdict(resolve_reward_model(config.reward_model, config.estimator))
+        demos = load_demo_set(config.demos, config.successful_demos_only)
+        return cls(config, reward_model, demos, num_envs, role, image_size)
+
+    def reset(self, rows: np.ndarray, rngs: list[np.random.Generator], demos: list[Any],
+              horizons: list[int | None] | None = None) -> None:
+        super().reset(rows, rngs, demos, horizons)
+        for row in rows:
+            frame = self.world_model.reset_row(int(row), self.starts[row])
+            # the simulator's own first frame (the demo's recorded one, rendered again from the same state)
+            self.history[row] = frame
+            self.record_frames[row, 0] = frame
+
+    def step(self, rows: np.ndarray, actions: np.ndarray):
+        self.world_model.rows = np.asarray(rows, np.int64)
+        return super().step(rows, actions)
+
+    def episode(self, row: int, finished: bool = False) -> Episode:
+        episode = super().episode(row, finished)
+        episode.metadata["role"] = self.role
+        return episode
+
+
+class PsiSimRetargetEnv(PsiW0RetargetEnv):
+    """
+    ## Description
+
+    PsiW0-Retarget-v0 with the ground-truth MuJoCo world in place of Psi-W0: the same observation
+    and action spaces (`PsiW0RetargetConfig`, `PsiW0RetargetCore`'s spaces), the same residual rule
+    (`psi_gym.sim.hands.residual_joint_targets`), the same horizon ``H = T + episode_slack`` and the
+    same verdict (`Task.is_success` on the object's pose after the last step), but true frames,
+    joints and object poses. See `PsiW0RetargetEnv` for the spaces table.
+
+    It plays one of two roles, fixed when it is made and recorded in every episode's metadata
+    (``env.episode().metadata["role"]``):
+
+    * ``role="robot"``: the robot of a deployment budget: its episodes, successes and failures
+      with their true frames, may train W0 and R2, as real rollouts would;
+    * ``role="judge"`` (default): evaluation only — the closed-loop success of a policy on held-out
+      demos. Nothing that trains or refines may read it (the refiners refuse a judge).
+
+    ## Rewards
+
+    ``reward_model="object_tracking"`` (the default) is `SimStateReward`: the default W0 reward's
+    rule, ``exp(-|p - q| / 0.02 m)`` per step + 10 on a successful last step, with ``p`` the object's
+    *true* position (no estimator). Any other reward model runs on the true frames, its verdict
+    replaced by the simulator's (`SimVerdict`).
+
+    ## Episode End
+
+    As PsiW0-Retarget-v0: every episode lasts ``H`` steps; the last returns ``terminated=True`` and
+    ``info["success"]`` = the simulator's verdict. A run that goes unstable in MuJoCo freezes and
+    fails.
+
+    ## Arguments
+
+    Every keyword of `PsiW0RetargetConfig` (``world_model``, ``world_model_dtype``,
+    ``num_inference_steps`` and ``device`` are unused), plus ``role`` and ``image_size`` (64)::
+
+        judge = gym.make("PsiSim-Retarget-v0", demos="runs/heldout", role="judge")
+        robot = gym.make_vec("PsiSim-Retarget-v0", num_envs=8, role="robot")
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(self, render_mode: str | None = None, config: PsiW0RetargetConfig | None = None,
+                 role: str = "judge", image_size: int = 64, **options: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.config = PsiW0RetargetConfig.from_kwargs(config, **options)
+        self.core = SimRetargetCore.from_config(self.config, num_envs=1, role=role, image_size=image_size)
+        self.role = role
+        self.observation_space = self.core.single_observation_space
+        self.action_space = self.core.single_action_space
+        self._row = np.zeros(1, np.int64)
+
+
+class PsiSimRetargetVectorEnv(PsiW0RetargetVectorEnv):
+    """N copies of `PsiSimRetargetEnv` (one MuJoCo world per sub-env), the same API as
+    `PsiW0RetargetVectorEnv`: ``gym.make_vec("PsiSim-Retarget-v0", num_envs=N, role=...)``."""
+
+    def __init__(self, num_envs: int = 1, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+                 render_mode: str | None = None, config: PsiW0RetargetConfig | None = None,
+                 role: str = "judge", image_size: int = 64, **options: Any) -> None:
+        try:
+            autoreset_mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            raise ValueError(f"autoreset_mode must be one of {[m.value for m in AutoresetMode]} "
+                             f"(gymnasium.vector.AutoresetMode), got {autoreset_mode!r}") from None
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.config = PsiW0RetargetConfig.from_kwargs(config, **options)
+        self.core = SimRetargetCore.from_config(self.config, num_envs=num_envs, role=role, image_size=image_size)
+        self.role = role
+        self.num_envs = self.core.num_envs
+        self.autoreset_mode = autoreset_mode
+        self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
+        self.render_mode = render_mode
+        self.single_observation_space = self.core.single_observation_space
+        self.single_action_space = self.core.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
+        self._autoreset = np.zeros(self.num_envs, bool)
+
+
+def is_judge(env: Any) -> bool:
+    """Whether ``env`` (or what it wraps) is the simulator in its judge role (evaluation only)."""
+    unwrapped = getattr(env, "unwrapped", env)
+    return getattr(getattr(unwrapped, "core", None), "role", None) == "judge"
+
+
+__all__ = ["PsiSimRetargetEnv", "PsiSimRetargetVectorEnv", "SimRetargetCore", "SimStateReward", "SimVerdict",
+           "SimulatorStepper", "is_judge"]
