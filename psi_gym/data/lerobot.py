@@ -2,7 +2,9 @@
 
 Layout (``codebase_version`` ``"v3.0"``; the ``lerobot`` package itself is not needed)::
 
-    ROOT/meta/info.json                             fps, totals, file templates, feature schema
+    ROOT/meta/info.json                             fps, totals, file templates, feature schema;
+                                                    psi_gym adds complete, planned_episodes, job
+                                                    and stats (see "Commit point")
     ROOT/meta/stats.json                            min/max/mean/std/count per numeric feature
     ROOT/meta/tasks.parquet                         task (instruction string, the index) + task_index
     ROOT/meta/episodes/chunk-000/file-000.parquet   one row per episode: where its frames live,
@@ -11,28 +13,48 @@ Layout (``codebase_version`` ``"v3.0"``; the ``lerobot`` package itself is not n
     ROOT/videos/observation.images.cam/chunk-CCC/file-FFF.mp4   frames, only with ``video=True``
 
 Frame rows. An episode of ``T`` steps has ``T + 1`` frames and ``T`` actions; it is stored as
-``T + 1`` rows whose last ``action`` repeats the previous one with ``action_is_pad`` true, and reading drops
-that row's action again. Columns: ``observation.images.cam`` (LeRobot image feature: a struct
-``{bytes: PNG, path: null}``, lossless), ``observation.state``, ``action``,
+``T + 1`` rows whose last ``action`` repeats the previous one (the frame after the last step has
+no action of its own), and reading drops that row's action again. No column marks it: LeRobot
+derives its own ``action_is_pad`` when it pads action chunks past an episode's end, and a stored
+column of that name would be read as an action feature and overwritten (datasets written before
+carry one; it is read and ignored). Columns: ``observation.images.cam`` (LeRobot image feature: a
+struct ``{bytes: PNG, path: null}``, lossless), ``observation.state``, ``action``,
 ``observation.object_pose`` and, where the dataset has them, ``observation.wrist_pose``,
-``observation.keypoints`` (21 x 3) and ``observation.tactile``; then ``action_is_pad``,
-``timestamp``, ``frame_index``, ``episode_index``, ``index``, ``task_index``.
+``observation.keypoints`` (21 x 3) and ``observation.tactile``; then ``timestamp``,
+``frame_index``, ``episode_index``, ``index``, ``task_index``.
 
 Exactness. With PNG frames (the default) `EpisodeDataset` gives back every array bit for bit
 and every scalar and dict equal (``scene`` and ``metadata`` travel as JSON, so tuples come
 back as lists). With ``video=True`` frames go to one H.264 mp4 per data file instead, which
-is lossy: frames come back close (a few grey levels), everything else still exact.
+is lossy: frames come back close (a few grey levels; 4:4:4 chroma below 256 px, see
+`psi_gym.data.video`), everything else still exact.
 
 One dataset holds one embodiment: the first episode fixes the feature schema (which
 modalities, their shapes, the image size), as in LeRobot, and an episode that differs is
 refused with an `EpisodeError` naming the mismatch.
 
-Crash safety (one writer at a time). `write_dataset` builds the whole dataset in a temporary folder
-beside ``ROOT`` and swaps it into place with `psi_gym.data.atomic.replace_dir`. `append_episodes` only adds new data (and video) files and then rewrites the metadata
-files, each through ``.tmp`` + ``os.replace``, ``meta/info.json`` last: info.json is the
-commit point. Its ``total_episodes`` says how many rows of the episodes table are committed;
-rows past it (and files they point to) are leftovers of an append that died, ignored by the
-reader and cleaned up by the next append. So a dataset always reads, old or new, never half.
+One writer at a time. Every writer holds the dataset's lock (`psi_gym.data.atomic.hold_lock`:
+``.ROOT.lock`` beside it) while it works; a second writer fails at once with
+`TargetLockedError`. `write_dataset` builds the whole dataset in a temporary folder of its own
+beside ``ROOT`` and swaps it into place with `replace_dir`; without ``overwrite`` the final rename
+refuses to replace a dataset that appeared meanwhile.
+
+Commit point. ``meta/info.json`` is the one commit point: its ``total_episodes`` says how many
+rows of the episodes table are committed, and it carries the statistics of exactly those
+episodes (``stats``). `append_episodes` only adds new data (and video) files, rewrites the
+tasks and episodes tables, then info.json (each through a temporary file + ``os.replace``);
+rows past ``total_episodes`` (and files they point to) are leftovers of an append that died,
+ignored by the reader and cleaned up by the next writer. ``meta/stats.json`` is LeRobot's copy
+of ``info["stats"]``, written after info.json; a writer killed between the two leaves it one
+commit behind, and the next writer, or the next reader that can take the lock, rewrites it from
+info.json. So a dataset always reads old or new, never half, and its stats agree with its
+episodes.
+
+Completeness. ``info["complete"]`` is false while a multi-batch job (`psi_gym.data.writer`) is
+still adding batches; ``planned_episodes`` says how many it will hold and ``job`` what makes them
+(the command and the arguments its episodes are reproducible from). `EpisodeDataset` refuses an
+unfinished dataset unless ``allow_incomplete=True``, saying how to resume it. Datasets written
+before these keys existed are complete.
 """
 
 from __future__ import annotations
@@ -41,6 +63,7 @@ import copy
 import io
 import json
 import os
+import shutil
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -51,9 +74,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image  # comes with imageio
 
-from psi_gym.data.atomic import recover_dir, replacing_dir, write_bytes_atomic, write_file_atomic
+from psi_gym.data.atomic import (
+    TMP_MARK,
+    TargetLockedError,
+    hold_lock,
+    is_locked,
+    recover_dir,
+    replacing_dir,
+    write_bytes_atomic,
+    write_file_atomic,
+)
 from psi_gym.data.episode import Episode, EpisodeError
-from psi_gym.data.video import read_video, write_video
+from psi_gym.data.video import dataset_pixel_format, read_video, write_video
 
 CODEBASE_VERSION = "v3.0"
 IMAGE_KEY = "observation.images.cam"
@@ -93,7 +125,8 @@ INDEX_FEATURES: dict[str, dict[str, Any]] = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
-PAD_KEY = "action_is_pad"
+PAD_KEY = "action_is_pad"  # a column of datasets written before; no longer written (see the module doc)
+PARTIAL_SUFFIX = ".partial"  # where a multi-batch job builds its dataset (psi_gym.data.writer)
 _INFO_KEYS = ("codebase_version", "fps", "total_episodes", "total_frames", "total_tasks", "chunks_size",
               "data_files_size_in_mb", "data_path", "features")
 
@@ -104,6 +137,10 @@ class DatasetError(EpisodeError):
 
 class EpisodeIndexError(DatasetError, IndexError):
     """An episode index outside ``range(len(dataset))``."""
+
+
+class IncompleteDatasetError(DatasetError):
+    """The dataset's job has not finished: it holds fewer episodes than planned."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,32 +158,65 @@ def write_dataset(
     overwrite: bool = False,
     chunks_size: int = DEFAULT_CHUNKS_SIZE,
     data_files_size_in_mb: float = DEFAULT_DATA_FILES_SIZE_IN_MB,
+    job: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``episodes`` as a new LeRobot v3.0 dataset at ``root``; return ``root``.
 
-    The dataset is built in a temporary folder beside ``root`` and swapped into place when
-    complete (`replace_dir`), so ``root`` never holds a half-written dataset. An existing non-empty dataset at ``root`` is replaced
-    only with ``overwrite=True``. ``video=True`` stores frames as mp4 (lossy) instead of PNG.
-    A data file takes episodes until it would pass ``data_files_size_in_mb``; a chunk folder
-    takes ``chunks_size`` files.
+    The dataset is built in a temporary folder of this writer's own beside ``root``, under
+    ``root``'s lock, and swapped into place when complete (`replace_dir`), so ``root`` never holds
+    a half-written dataset. An existing non-empty dataset at ``root`` is replaced only with
+    ``overwrite=True``; without it, a dataset another writer completes meanwhile is left alone
+    (`FileExistsError`). ``video=True`` stores frames as mp4 (lossy) instead of PNG. A data file
+    takes episodes until it would pass ``data_files_size_in_mb``; a chunk folder takes
+    ``chunks_size`` files. ``job`` (JSON) is stored in info.json: what made the episodes.
+
+    Raises:
+        TargetLockedError: another process is writing ``root``.
+        FileExistsError: ``root`` is a file, holds a dataset (without ``overwrite``) or holds
+            files that are no dataset.
     """
     root = Path(root)
-    if not isinstance(fps, (int, np.integer)) or fps <= 0:
-        raise ValueError(f"fps must be a positive int, got {fps!r}")
-    fps = int(fps)
-    if not isinstance(chunks_size, int) or chunks_size <= 0:
-        raise ValueError(f"chunks_size must be a positive int, got {chunks_size!r}")
-    if data_files_size_in_mb <= 0:
-        raise ValueError(f"data_files_size_in_mb must be positive, got {data_files_size_in_mb!r}")
-    _check_can_write(root, overwrite)
+    fps = _check_layout_options(fps, chunks_size, data_files_size_in_mb)
     episodes = list(episodes)
     if not episodes:
         raise EpisodeError("write_dataset needs at least one episode: the first fixes the dataset's features")
-    features = _dataset_features(_validated(episodes[0], "episode 0"), fps, video)
-    embodiment = episodes[0].embodiment
-    for position, episode in enumerate(episodes):
-        _check_episode_fits(episode, features, embodiment, f"episode {position}")
-    info = {
+    info = new_info(episodes[0], fps, robot_type, video, chunks_size, data_files_size_in_mb, len(episodes), job)
+    with hold_lock(root):
+        check_can_write(root, overwrite)
+        remove_stale_temporaries(root)
+        with replacing_dir(root, overwrite=overwrite) as tmp_root:
+            build_dataset(tmp_root, info, episodes, complete=True)
+    return root
+
+
+def append_episodes(root: str | os.PathLike, episodes: Iterable[Episode], *, allow_incomplete: bool = False) -> Path:
+    """Add ``episodes`` to the dataset at ``root`` without touching its existing data files.
+
+    New episodes go to new data files; the metadata files are rewritten atomically, info.json
+    (the commit point, with the stats) last, so if this dies midway the dataset still reads as it
+    was before. Holds ``root``'s lock. Returns ``root``.
+    """
+    root = Path(root)
+    with hold_lock(root):
+        append_locked(root, list(episodes), allow_incomplete=allow_incomplete)
+    return root
+
+
+def _check_layout_options(fps: Any, chunks_size: Any, data_files_size_in_mb: Any) -> int:
+    if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps <= 0:
+        raise ValueError(f"fps must be a positive int, got {fps!r}")
+    if isinstance(chunks_size, bool) or not isinstance(chunks_size, int) or chunks_size <= 0:
+        raise ValueError(f"chunks_size must be a positive int, got {chunks_size!r}")
+    if not data_files_size_in_mb > 0:
+        raise ValueError(f"data_files_size_in_mb must be positive, got {data_files_size_in_mb!r}")
+    return int(fps)
+
+
+def new_info(first: Episode, fps: int, robot_type: str | None, video: bool, chunks_size: int,
+             data_files_size_in_mb: float, planned_episodes: int, job: dict[str, Any] | None) -> dict[str, Any]:
+    """info.json of an empty dataset whose schema ``first`` fixes (totals filled in by the writers)."""
+    features = _dataset_features(_validated(first, "episode 0"), fps, video)
+    return {
         "codebase_version": CODEBASE_VERSION,
         "robot_type": robot_type,
         "total_episodes": 0,
@@ -160,50 +230,74 @@ def write_dataset(
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH if video else None,
         "features": features,
+        "complete": False,
+        "planned_episodes": int(planned_episodes),
+        "job": job,
+        "stats": {},
     }
-    with replacing_dir(root) as tmp_root:
-        tasks: list[str] = []
-        rows, stats = _write_episode_files(tmp_root, info, tasks, [], {}, episodes)
-        _write_metadata(tmp_root, info, tasks, rows, stats)
-    return root
 
 
-def append_episodes(root: str | os.PathLike, episodes: Iterable[Episode]) -> Path:
-    """Add ``episodes`` to the dataset at ``root`` without touching its existing data files.
+def build_dataset(tmp_root: Path, info: dict[str, Any], episodes: list[Episode], complete: bool) -> None:
+    """Write ``episodes`` as the first episodes of the dataset described by ``info`` into the
+    (private, empty) folder ``tmp_root``; ``complete`` goes to info.json."""
+    embodiment = episodes[0].embodiment
+    for position, episode in enumerate(episodes):
+        _check_episode_fits(episode, info["features"], embodiment, f"episode {position}")
+    tasks: list[str] = []
+    rows, stats = _write_episode_files(tmp_root, info, tasks, [], {}, episodes)
+    info["complete"] = bool(complete)
+    _write_metadata(tmp_root, info, tasks, rows, stats)
 
-    New episodes go to new data files; the metadata files are rewritten atomically, info.json
-    last, so if this dies midway the dataset still reads as it was before. Returns ``root``.
-    """
-    root = Path(root)
-    dataset = EpisodeDataset(root)
-    episodes = list(episodes)
-    if not episodes:
-        return root
+
+def append_locked(root: Path, episodes: list[Episode], *, allow_incomplete: bool = False,
+                  complete: bool | None = None, info_updates: dict[str, Any] | None = None) -> None:
+    """`append_episodes` for a writer that holds ``root``'s lock; ``complete`` and
+    ``info_updates`` (if given) are committed with the episodes."""
+    dataset = EpisodeDataset(root, allow_incomplete=allow_incomplete or complete is not None)
+    if not episodes and complete is None and not info_updates:
+        return
     info = copy.deepcopy(dataset.info)
     embodiment = dataset.episodes_table.column("embodiment")[0].as_py()
     for position, episode in enumerate(episodes):
         _check_episode_fits(episode, info["features"], embodiment, f"episode {position} to append")
     rows = dataset.episodes_table.to_pylist()
     tasks = list(dataset.tasks)
-    stats = _load_stats(root)
-    _remove_leftovers(root, rows)
-    new_rows, stats = _write_episode_files(root, info, tasks, rows, stats, episodes)
+    stats = dataset.stats
+    remove_leftovers(root, rows)
+    new_rows: list[dict[str, Any]] = []
+    if episodes:
+        new_rows, stats = _write_episode_files(root, info, tasks, rows, stats, episodes)
+    if complete is not None:
+        info["complete"] = bool(complete)
+    info.update(info_updates or {})
+    info["planned_episodes"] = max(int(info["planned_episodes"]), info["total_episodes"])
     _write_metadata(root, info, tasks, rows + new_rows, stats)
-    return root
 
 
-def _check_can_write(root: Path, overwrite: bool) -> None:
+def check_can_write(root: Path, overwrite: bool) -> None:
+    """Refuse a ``root`` that is a file, holds a dataset (without ``overwrite``) or holds files that
+    are no dataset (even with it: overwrite replaces datasets, never a folder handed in by mistake)."""
     if not root.exists():
+        if root.is_symlink():
+            raise FileExistsError(f"{root} is a dangling symlink; a dataset needs a new or empty directory")
         return
     if not root.is_dir():
-        raise FileExistsError(f"{root} is a file; write_dataset needs a new or empty directory")
+        raise FileExistsError(f"{root} is a file; a dataset needs a new or empty directory")
     if not any(root.iterdir()):
         return
     if not overwrite:
         raise FileExistsError(f"{root} already holds files; pass overwrite=True to replace the dataset there")
     if not ((root / "meta").is_dir() or (root / "data").is_dir()):
-        # overwrite replaces datasets, never an unrelated folder handed in by mistake
         raise FileExistsError(f"refusing to replace {root}: it holds files but no meta/ or data/, so it is no dataset")
+
+
+def remove_stale_temporaries(root: Path) -> None:
+    """Delete ``ROOT.tmp-*`` folders beside ``root``: the private folders of writers that were
+    killed. Only for a caller that holds ``root``'s lock (no live writer of ``root`` owns them)."""
+    if root.parent.is_dir():
+        for path in root.parent.glob(f"{root.name}{TMP_MARK}*"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _dataset_features(episode: Episode, fps: int, video: bool) -> dict[str, dict[str, Any]]:
@@ -216,7 +310,7 @@ def _dataset_features(episode: Episode, fps: int, video: bool) -> dict[str, dict
             "video.height": height,
             "video.width": width,
             "video.codec": "h264",
-            "video.pix_fmt": "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p",
+            "video.pix_fmt": dataset_pixel_format(height, width),
             "video.is_depth_map": False,
             "video.fps": fps,
             "video.channels": 3,
@@ -227,7 +321,6 @@ def _dataset_features(episode: Episode, fps: int, video: bool) -> dict[str, dict
         value = getattr(episode, field_name)
         if value is not None:
             features[key] = {"dtype": "float32", "shape": list(value.shape[1:]), "names": FEATURE_NAMES[field_name]}
-    features[PAD_KEY] = {"dtype": "bool", "shape": [1], "names": None}
     features.update(copy.deepcopy(INDEX_FEATURES))
     return features
 
@@ -352,7 +445,6 @@ def _frame_table(episode: Episode, features: dict[str, Any], episode_index: int,
         elif key in ARRAY_FEATURES.values():
             field_name = next(name for name, feature in ARRAY_FEATURES.items() if feature == key)
             columns[key] = _to_fixed_size_list(getattr(episode, field_name))
-    columns[PAD_KEY] = pa.array(frame_index == num_frames - 1)
     columns["timestamp"] = pa.array((frame_index / fps).astype(np.float32))
     columns["frame_index"] = pa.array(frame_index)
     columns["episode_index"] = pa.array(np.full(num_frames, episode_index, dtype=np.int64))
@@ -369,7 +461,8 @@ def _write_file(root: Path, info: dict[str, Any], group: list[tuple[Episode, pa.
     _write_parquet_atomic(pa.concat_tables([table for _, table in group]), data_path)
     if video:
         video_path = root / VIDEO_PATH.format(video_key=IMAGE_KEY, chunk_index=chunk_index, file_index=file_index)
-        write_video(video_path, np.concatenate([episode.frames for episode, _ in group]), fps=fps)
+        frames = np.concatenate([episode.frames for episode, _ in group])
+        write_video(video_path, frames, fps=fps, pixel_format=dataset_pixel_format(*frames.shape[1:3]))
     rows = []
     frames_before = 0
     for episode, table in group:
@@ -466,21 +559,32 @@ def _tasks_table(tasks: list[str]) -> pa.Table:
 
 def _write_metadata(root: Path, info: dict[str, Any], tasks: list[str], rows: list[dict[str, Any]],
                     stats: dict[str, dict[str, np.ndarray]]) -> None:
-    """Rewrite the four metadata files, each atomically; info.json last, as the commit point."""
+    """Rewrite the metadata files, each atomically: tasks, episodes, then info.json with the stats
+    (the commit point), then stats.json, LeRobot's copy of them."""
     video = info["features"][IMAGE_KEY]["dtype"] == "video"
     _write_parquet_atomic(_tasks_table(tasks), root / TASKS_PATH)
     _write_parquet_atomic(pa.Table.from_pylist(rows, schema=_episodes_schema(video)), root / EPISODES_PATH)
-    serialised = {key: {name: value.tolist() for name, value in feature.items()} for key, feature in stats.items()}
-    write_bytes_atomic(root / STATS_PATH, json.dumps(serialised, indent=2).encode())
+    info["stats"] = _stats_to_json(stats)
     write_bytes_atomic(root / INFO_PATH, json.dumps(info, indent=4).encode())
+    _write_stats_json(root, info["stats"])
 
 
-def _remove_leftovers(root: Path, rows: list[dict[str, Any]]) -> None:
-    """Delete data/video files no committed episode points to: remains of an append that died."""
+def _stats_to_json(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
+    return {key: {name: np.asarray(value).tolist() for name, value in feature.items()} for key, feature in stats.items()}
+
+
+def _write_stats_json(root: Path, serialised: dict[str, Any]) -> None:
+    write_bytes_atomic(root / STATS_PATH, json.dumps(serialised, indent=2).encode())
+
+
+def remove_leftovers(root: Path, rows: list[dict[str, Any]]) -> None:
+    """Delete data/video files no committed episode points to, and temporary files: remains of a
+    writer that died. Only for a writer that holds ``root``'s lock."""
     referenced = {(row["data/chunk_index"], row["data/file_index"]) for row in rows}
     keep = {root / DATA_PATH.format(chunk_index=c, file_index=f) for c, f in referenced}
     keep |= {root / VIDEO_PATH.format(video_key=IMAGE_KEY, chunk_index=c, file_index=f) for c, f in referenced}
-    candidates = [*root.glob("data/chunk-*/file-*"), *root.glob("videos/*/chunk-*/file-*"), *root.glob("meta/**/*.tmp")]
+    candidates = [*root.glob("data/chunk-*/file-*"), *root.glob("videos/*/chunk-*/file-*"),
+                  *root.glob("meta/**/*.tmp"), *root.glob(f"meta/**/*{TMP_MARK}*")]
     for path in candidates:
         if path.is_file() and path not in keep:
             path.unlink()
@@ -566,15 +670,23 @@ def _merge_stats(old: dict[str, dict[str, np.ndarray]], new: dict[str, dict[str,
     return merged
 
 
+def _stats_from_json(raw: Any, where: Path) -> dict[str, dict[str, np.ndarray]]:
+    try:
+        return {key: {name: np.asarray(feature[name], dtype=np.float64 if name != "count" else np.int64)
+                      for name in ("min", "max", "mean", "std", "count")} for key, feature in raw.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DatasetError(f"{where}: expected per-feature stats {{min, max, mean, std, count}} as JSON, "
+                           f"could not read them ({type(error).__name__}: {error})") from None
+
+
 def _load_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
     path = root / STATS_PATH
     try:
         raw = json.loads(path.read_text())
-        return {key: {name: np.asarray(feature[name], dtype=np.float64 if name != "count" else np.int64)
-                      for name in ("min", "max", "mean", "std", "count")} for key, feature in raw.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+    except (OSError, ValueError) as error:
         raise DatasetError(f"{path}: expected per-feature stats {{min, max, mean, std, count}} as JSON, "
                            f"could not read them ({type(error).__name__}: {error})") from None
+    return _stats_from_json(raw, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,15 +706,22 @@ class EpisodeDataset:
     Opening validates the layout and the metadata and checks every data file's footer (row
     count, columns, types), so a broken dataset fails here with a `DatasetError` naming the
     file. Each data file is read once and kept in a small cache; PNGs are decoded per episode.
+
+    An unfinished dataset (a multi-batch job still running, or killed: ``info["complete"]`` is
+    false) is refused with an `IncompleteDatasetError` that says how to resume it, unless
+    ``allow_incomplete=True``: then it reads the episodes committed so far.
     """
 
-    def __init__(self, root: str | os.PathLike, cache_files: int = 4):
+    def __init__(self, root: str | os.PathLike, cache_files: int = 4, *, allow_incomplete: bool = False):
         self.root = Path(root)
         if not self.root.exists():
             recover_dir(self.root)  # a writer killed in the middle of swapping the dataset in
         if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: no dataset there (expected a directory with {INFO_PATH})")
+            raise DatasetError(f"{self.root}: no dataset there (expected a directory with {INFO_PATH})"
+                               + _unfinished_hint(self.root))
         self.info: dict[str, Any] = _load_info(self.root)
+        if not self.info["complete"] and not allow_incomplete:
+            raise IncompleteDatasetError(_incomplete_message(self.root, self.info))
         self.video: bool = self.info["features"][IMAGE_KEY]["dtype"] == "video"
         self.tasks: list[str] = _load_tasks(self.root, self.info["total_tasks"])
         self.episodes_table: pa.Table = _load_episodes_table(self.root, self.info, self.video)
@@ -610,6 +729,21 @@ class EpisodeDataset:
         self._file_first_index = _check_data_files(self.root, self.info, self._rows, self.video)
         self._cache: OrderedDict[tuple[int, int], tuple[pa.Table, np.ndarray | None]] = OrderedDict()
         self._cache_files = max(1, cache_files)
+        if "stats" in self.info:
+            _repair_stats_json(self.root, self.info)
+
+    @property
+    def complete(self) -> bool:
+        """False while the job that writes it has episodes to add (see the module doc)."""
+        return bool(self.info["complete"])
+
+    @property
+    def stats(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per-feature min/max/mean/std/count of the committed episodes (info.json's; stats.json
+        for datasets written before info.json carried them)."""
+        if "stats" in self.info:
+            return _stats_from_json(self.info["stats"], self.root / INFO_PATH)
+        return _load_stats(self.root)
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> EpisodeDataset:
@@ -707,6 +841,77 @@ def read_episodes(root: str | os.PathLike) -> list[Episode]:
     return list(EpisodeDataset(root))
 
 
+def partial_path(root: str | os.PathLike) -> Path:
+    """Where a multi-batch job builds the dataset it will swap in at ``root``: ``ROOT.partial``."""
+    root = Path(root)
+    return root.with_name(root.name + PARTIAL_SUFFIX)
+
+
+def target_of(partial: Path) -> Path:
+    """The ``--out`` a partial dataset will become (``partial`` itself if it is not one)."""
+    return partial.with_name(partial.name.removesuffix(PARTIAL_SUFFIX)) if partial.name.endswith(PARTIAL_SUFFIX) else partial
+
+
+def job_command_line(job: dict[str, Any] | None, out: Path) -> str:
+    """The ``psi-gym`` command that made (and resumes) a dataset, from its stored ``job``."""
+    if not isinstance(job, dict) or not job.get("command"):
+        return f"the command that wrote it, with --out {out}"
+    words = ["psi-gym", str(job["command"])]
+    for key, value in (job.get("params") or {}).items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, list):
+            words += [flag, ",".join(map(str, value))]
+        else:
+            words += [flag, str(value)]
+    return " ".join(words + ["--out", str(out)])
+
+
+def _incomplete_message(root: Path, info: dict[str, Any]) -> str:
+    out = target_of(root)
+    return (f"{root} is an unfinished dataset: {info['total_episodes']} of {info['planned_episodes']} planned "
+            f"episodes are committed. Rerun `{job_command_line(info.get('job'), out)}` to resume it (the episodes "
+            f"are made again from their seeds; nothing committed is lost), or open it with allow_incomplete=True "
+            f"to read the committed ones")
+
+
+def _unfinished_hint(root: Path) -> str:
+    partial = partial_path(root)
+    info_path = partial / INFO_PATH
+    if not info_path.is_file():
+        return ""
+    try:
+        info = json.loads(info_path.read_text())
+        done, planned = info["total_episodes"], info["planned_episodes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"; {partial} holds an unfinished one: rerun the command that writes it to resume"
+    return (f"; {partial} holds an unfinished one ({done} of {planned} episodes): rerun "
+            f"`{job_command_line(info.get('job'), root)}` to finish it")
+
+
+def _repair_stats_json(root: Path, info: dict[str, Any]) -> None:
+    """Rewrite stats.json from info.json's stats if a writer died between the two, when no writer
+    holds the dataset (else that writer will); silently skipped where the dataset is read-only."""
+    path = root / STATS_PATH
+    try:
+        if json.loads(path.read_text()) == info["stats"]:
+            return
+    except (OSError, ValueError):
+        pass
+    if is_locked(root):
+        return
+    try:
+        with hold_lock(root):
+            fresh = _load_info(root)  # what is committed now, under the lock
+            if "stats" in fresh:
+                _write_stats_json(root, fresh["stats"])
+    except (TargetLockedError, OSError):
+        pass
+
+
 def _load_info(root: Path) -> dict[str, Any]:
     path = root / INFO_PATH
     if not path.is_file():
@@ -729,7 +934,7 @@ def _load_info(root: Path) -> dict[str, Any]:
     if not isinstance(features, dict) or not all(isinstance(spec, dict) and "dtype" in spec and "shape" in spec
                                                  for spec in features.values()):
         raise DatasetError(f"{path}: features must map each name to {{dtype, shape, names}}")
-    required = [IMAGE_KEY, PAD_KEY, *INDEX_FEATURES, *(ARRAY_FEATURES[name] for name in REQUIRED_ARRAY_FIELDS)]
+    required = [IMAGE_KEY, *INDEX_FEATURES, *(ARRAY_FEATURES[name] for name in REQUIRED_ARRAY_FIELDS)]
     missing = [key for key in required if key not in features]
     if missing:
         raise DatasetError(f"{path}: features lack {missing}; psi_gym datasets always have {required}")
@@ -747,6 +952,16 @@ def _load_info(root: Path) -> dict[str, Any]:
     for key in ("fps", "total_episodes", "total_frames", "total_tasks", "chunks_size"):
         if not isinstance(info[key], int) or info[key] < 0:
             raise DatasetError(f"{path}: {key} must be a non-negative int, got {info[key]!r}")
+    # psi_gym's own keys; a dataset written before they existed is complete
+    info.setdefault("complete", True)
+    info.setdefault("planned_episodes", info["total_episodes"])
+    info.setdefault("job", None)
+    if not isinstance(info["complete"], bool):
+        raise DatasetError(f"{path}: complete must be true or false, got {info['complete']!r}")
+    if not isinstance(info["planned_episodes"], int) or info["planned_episodes"] < 0:
+        raise DatasetError(f"{path}: planned_episodes must be a non-negative int, got {info['planned_episodes']!r}")
+    if "stats" in info and not isinstance(info["stats"], dict):
+        raise DatasetError(f"{path}: stats must map each feature to {{min, max, mean, std, count}}")
     return info
 
 
@@ -872,14 +1087,15 @@ def _check_data_files(root: Path, info: dict[str, Any], rows: list[dict[str, Any
 def _check_frame_rows(rows: pa.Table, position: int, length: int, where: str) -> None:
     episode_index = rows.column("episode_index").to_numpy()
     frame_index = rows.column("frame_index").to_numpy()
-    is_pad = rows.column(PAD_KEY).to_numpy(zero_copy_only=False)
     if rows.num_rows != length or (episode_index != position).any():
         raise DatasetError(f"{where}: rows of the file don't match the episodes table: expected {length} rows "
                            f"of episode_index {position}, got episode_index {sorted(set(episode_index.tolist()))}")
     if not np.array_equal(frame_index, np.arange(length)):
         raise DatasetError(f"{where}: frame_index must run 0..{length - 1}, got {frame_index.tolist()[:10]}")
-    if not is_pad[-1] or is_pad[:-1].any():
-        raise DatasetError(f"{where}: {PAD_KEY} must be true on the last frame only")
+    if PAD_KEY in rows.column_names:  # datasets written before the column was dropped
+        is_pad = rows.column(PAD_KEY).to_numpy(zero_copy_only=False)
+        if not is_pad[-1] or is_pad[:-1].any():
+            raise DatasetError(f"{where}: {PAD_KEY} must be true on the last frame only")
 
 
 def _from_fixed_size_list(column: pa.ChunkedArray, shape: list[int]) -> np.ndarray:

@@ -4,37 +4,62 @@ Frames are ``(T, H, W, 3) uint8`` RGB arrays everywhere in psi_gym. Videos are H
 files written through imageio-ffmpeg's bundled ffmpeg (the codec LeRobot datasets use too).
 H.264 is lossy: `read_video` gives back frames *close* to what was written, not equal.
 Use PNG (the dataset default) where frames must survive bit for bit.
+
+Chroma. ``yuv420p`` keeps one colour sample per 2x2 pixels. At the sizes robot learning uses
+(64 px) that smears every colour edge over two pixels: a red object's border on the grey table
+came back up to 170 grey levels off in one channel. Datasets therefore store small frames as
+``yuv444p`` (full-resolution colour, `dataset_pixel_format`); comparison videos meant for people
+keep ``yuv420p`` where the sides are even, the format every player reads.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 
+from psi_gym.data.atomic import TMP_MARK, fsync_dir, fsync_file
+
 # ffmpeg's -crf is derived from imageio-ffmpeg's quality in [1, 10]: crf = int((1 - q/10) * 51).
 # 9 gives crf 5: nearly transparent for small frames, still far smaller than raw RGB.
 DEFAULT_QUALITY = 9.0
+PIXEL_FORMATS = ("yuv420p", "yuv444p")
+FULL_CHROMA_BELOW = 256  # px: datasets keep full-resolution colour for frames smaller than this
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 10, quality: float = DEFAULT_QUALITY) -> Path:
+def dataset_pixel_format(height: int, width: int) -> str:
+    """The pixel format datasets store frames of this size in: ``yuv444p`` below
+    `FULL_CHROMA_BELOW` px or for odd sides (4:2:0 needs even ones), else ``yuv420p``."""
+    if min(height, width) < FULL_CHROMA_BELOW or height % 2 or width % 2:
+        return "yuv444p"
+    return "yuv420p"
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 10, quality: float = DEFAULT_QUALITY,
+                pixel_format: str | None = None) -> Path:
     """Write ``(T, H, W, 3) uint8`` frames to an mp4 at ``path`` atomically; return the path.
 
-    The video is encoded into ``<path>.tmp`` and renamed into place only once ffmpeg has
-    finished, so a crash never leaves a truncated video under the final name. Any frame
-    size works (``macro_block_size=1``: no silent resize); even sizes use ``yuv420p``, the
-    pixel format every player reads, odd sizes ``yuv444p`` because 4:2:0 needs even sides.
+    The video is encoded into ``<path>.tmp-<token>``, fsynced and renamed into place only once
+    ffmpeg has finished, so a crash never leaves a truncated video under the final name. Any
+    frame size works (``macro_block_size=1``: no silent resize). ``pixel_format`` (one of
+    `PIXEL_FORMATS`) defaults to ``yuv420p``, the format every player reads, where the sides are
+    even, else ``yuv444p`` (4:2:0 needs even sides); datasets pass `dataset_pixel_format`.
     """
     path = Path(path)
     frames = _check_frames(frames, "frames")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     num_frames, height, width, _ = frames.shape
-    pixel_format = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+    if pixel_format is None:
+        pixel_format = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+    if pixel_format not in PIXEL_FORMATS or (pixel_format == "yuv420p" and (height % 2 or width % 2)):
+        raise ValueError(f"pixel_format must be one of {PIXEL_FORMATS} (yuv420p only for even sides), got "
+                         f"{pixel_format!r} for {height}x{width} frames")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(path.name + ".tmp")
+    tmp_path = path.with_name(f"{path.name}{TMP_MARK}{secrets.token_hex(4)}")
     writer = imageio_ffmpeg.write_frames(
         str(tmp_path),
         (width, height),
@@ -51,7 +76,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 10, qu
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
+        fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
     except BaseException:
         writer.close()
         tmp_path.unlink(missing_ok=True)

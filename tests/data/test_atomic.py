@@ -29,7 +29,8 @@ def version_of(folder: Path) -> str:
 
 
 def siblings(final: Path) -> list[str]:
-    return sorted(p.name for p in final.parent.iterdir() if p.name != final.name)
+    # the lock file (.model.lock) stays beside the target: it is not a leftover
+    return sorted(p.name for p in final.parent.iterdir() if p.name != final.name and not p.name.endswith(".lock"))
 
 
 def test_replace_dir_swaps_and_leaves_nothing_behind(tmp_path):

@@ -137,9 +137,11 @@ def test_layout_matches_lerobot_v3(human_dataset: tuple[Path, list[Episode]]) ->
         "dtype": "image", "shape": [64, 64, 3], "names": ["height", "width", "channels"]}
     assert info["features"]["observation.keypoints"]["shape"] == [21, 3]
     for key in ("observation.state", "action", "observation.object_pose", "observation.wrist_pose",
-                "observation.tactile", "action_is_pad", "timestamp", "frame_index", "episode_index", "index",
-                "task_index"):
+                "observation.tactile", "timestamp", "frame_index", "episode_index", "index", "task_index"):
         assert key in info["features"]
+    # LeRobot computes its own action_is_pad and would read a stored one as an action feature
+    assert not any(key.startswith("action") and key != "action" for key in info["features"])
+    assert info["complete"] is True and info["planned_episodes"] == 3
 
     tasks = pq.read_table(root / "meta/tasks.parquet")
     assert tasks.column("task").to_pylist() == ["pick up the red cube"]
@@ -162,11 +164,12 @@ def test_layout_matches_lerobot_v3(human_dataset: tuple[Path, list[Episode]]) ->
     assert image["bytes"].startswith(b"\x89PNG") and image["path"] is None
     assert data.column("index").to_pylist() == list(range(frames_total))
     first = data.slice(0, episodes[0].frames.shape[0])
-    assert first.column("action_is_pad").to_pylist() == [False] * episodes[0].num_steps + [True]
+    assert "action_is_pad" not in data.column_names
     assert np.allclose(first.column("action")[-1].as_py(), episodes[0].action[-1])  # last action repeated
     assert np.allclose(first.column("timestamp").to_numpy(), np.arange(first.num_rows) / 10)
 
     stats = json.loads((root / "meta/stats.json").read_text())
+    assert stats == info["stats"]  # LeRobot's copy of the stats info.json commits
     states = np.concatenate([episode.state for episode in episodes]).astype(np.float64)
     assert np.allclose(stats["observation.state"]["mean"], states.mean(0))
     assert np.allclose(stats["observation.state"]["std"], states.std(0))
@@ -332,10 +335,11 @@ def test_failed_write_leaves_no_dataset_at_root(tmp_path: Path, rng: np.random.G
     assert_same_episode(episodes[0], read_episodes(root)[0])  # the old dataset is still there, whole
 
 
-@pytest.mark.parametrize("dies_at", ["info.json", "file-000.parquet", "stats.json"])
+@pytest.mark.parametrize("dies_at, committed", [("tasks.parquet", False), ("file-000.parquet", False),
+                                                ("info.json", False), ("stats.json", True)])
 def test_append_that_dies_midway_keeps_the_old_dataset(human_dataset: tuple[Path, list[Episode]],
                                                        rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch,
-                                                       dies_at: str) -> None:
+                                                       dies_at: str, committed: bool) -> None:
     root, old = human_dataset
     new = [make_episode(rng, seed=20, instruction="push the cube")]
     real_parquet, real_bytes = lerobot._write_parquet_atomic, lerobot.write_bytes_atomic
@@ -353,18 +357,24 @@ def test_append_that_dies_midway_keeps_the_old_dataset(human_dataset: tuple[Path
     monkeypatch.setattr(lerobot, "write_bytes_atomic", die_at(real_bytes, 0))  # (path, data)
     with pytest.raises(RuntimeError, match="killed"):
         append_episodes(root, new)
-    assert (root / "data/chunk-000/file-001.parquet").is_file()  # a leftover of the dead append
-
-    dataset = EpisodeDataset(root)
-    assert len(dataset) == 3 and dataset.tasks == ["pick up the red cube"]
-    for expected, got in zip(old, dataset):
-        assert_same_episode(expected, got)
-
+    assert (root / "data/chunk-000/file-001.parquet").is_file()  # a leftover of the dead append, or its data
     monkeypatch.undo()
-    append_episodes(root, new)
-    for expected, got in zip(old + new, read_episodes(root)):
-        assert_same_episode(expected, got)
-    assert not list(root.rglob("*.tmp"))
+
+    # info.json is the commit point: before it nothing changed, after it (stats.json is LeRobot's
+    # copy, written last) the append is in, and opening the dataset brings stats.json up to date
+    dataset = EpisodeDataset(root)
+    expected = old + new if committed else old
+    assert len(dataset) == len(expected)
+    for want, got in zip(expected, dataset):
+        assert_same_episode(want, got)
+    assert json.loads((root / "meta/stats.json").read_text()) == dataset.info["stats"]
+    assert dataset.stats["observation.state"]["count"][0] == dataset.info["total_frames"]
+
+    if not committed:
+        append_episodes(root, new)
+    for want, got in zip(old + new, read_episodes(root)):
+        assert_same_episode(want, got)
+    assert not list(root.rglob("*.tmp")) and not list(root.rglob("*.tmp-*"))
 
 
 # ------------------------------------------------------------------------------------ corruption
