@@ -23,10 +23,17 @@ the cache.
 
 Parts hand the loaded objects to each other; only the edges (``gym.make`` keywords, the CLI) load
 by name.
+
+Weights are read from safetensors only, never through pickle: `AssetKind.resolve` refuses a
+folder whose ``*.safetensors.index.json`` (sharded weights) names a shard that is not a
+``.safetensors`` file in the folder (a ``.bin`` shard would reach torch's unpickler, which runs
+code), before any loader sees it. `safetensors_problem` checks a file's header against its size,
+so a truncated or zero-byte file is found without loading it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Hashable
@@ -37,9 +44,60 @@ from typing import Any, TypeVar
 from psi_gym.data.atomic import recover_dir
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+SAFETENSORS_SUFFIX = ".safetensors"
 DEFAULT = "default"
 
 T = TypeVar("T")
+
+
+class UnsafeWeightsError(ValueError):
+    """A folder names weights that are not safetensors (they would be unpickled: code would run)."""
+
+
+def unsafe_weight_files(folder: str | os.PathLike) -> list[str]:
+    """What in ``folder`` (and its ``transformer/``) would load weights other than safetensors: each
+    shard an ``*.index.json`` names that is not a plain ``.safetensors`` file name."""
+    folder = Path(folder)
+    problems = []
+    for index in [*folder.glob("*.index.json"), *folder.glob("transformer/*.index.json")]:
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = set(weight_map.values())
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            problems.append(f"{index.name} (not a readable index with a weight_map)")
+            continue
+        for shard in sorted(map(str, shards)):
+            if not shard.endswith(SAFETENSORS_SUFFIX) or "/" in shard or "\\" in shard or shard.startswith("."):
+                problems.append(f"{shard!r} (named by {index.name})")
+    return problems
+
+
+def safetensors_problem(path: str | os.PathLike) -> str | None:
+    """None if ``path`` is a whole safetensors file (its header parses and the tensors it describes
+    end exactly at the end of the file), else what is wrong. Reads the header only."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            if size < 8:
+                return f"{path} is {size} bytes long (truncated)"
+            header_size = int.from_bytes(file.read(8), "little")
+            if header_size > size - 8:
+                return f"{path}: its header claims {header_size} bytes but the file holds {size} (truncated)"
+            header = json.loads(file.read(header_size))
+    except OSError as error:
+        return f"{path}: {error.strerror or error}"
+    except (UnicodeDecodeError, ValueError):
+        return f"{path}: the header is not JSON (not a safetensors file, or damaged)"
+    if not isinstance(header, dict):
+        return f"{path}: the header is not a JSON object"
+    try:
+        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return f"{path}: a tensor entry of the header has no data_offsets"
+    if 8 + header_size + end != size:
+        return f"{path} holds {size} bytes, its header describes {8 + header_size + end} (truncated or damaged)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,6 +126,7 @@ class AssetKind:
 
         Raises:
             FileNotFoundError: no such folder (for ``"default"``: how to make it).
+            UnsafeWeightsError: the folder names weights that are not safetensors.
         """
         if str(name_or_path) == DEFAULT:
             path = self.default_path
@@ -75,12 +134,18 @@ class AssetKind:
                 recover_dir(path)
             if not (path / self.marker).is_file():
                 raise FileNotFoundError(self.missing_default.format(path=path))
-            return path
-        path = Path(name_or_path).expanduser()
-        if not path.exists():
-            recover_dir(path)  # a writer killed while swapping new weights in left them beside it
-        if not path.is_dir():
-            raise FileNotFoundError(self.missing_folder.format(path=path))
+        else:
+            path = Path(name_or_path).expanduser()
+            if not path.exists():
+                recover_dir(path)  # a writer killed while swapping new weights in left them beside it
+            if not path.is_dir():
+                raise FileNotFoundError(self.missing_folder.format(path=path))
+        unsafe = unsafe_weight_files(path)
+        if unsafe:
+            raise UnsafeWeightsError(
+                f"refusing to load the {self.name} in {path}: it names weights that are not safetensors: "
+                f"{', '.join(unsafe)}. psi_gym reads safetensors only (other formats are unpickled, which runs "
+                "code); convert them with safetensors.torch.save_file")
         return path
 
 
@@ -139,4 +204,5 @@ def clear() -> None:
         _cache.clear()
 
 
-__all__ = ["ASSETS_DIR", "DEFAULT", "AssetKind", "cached", "clear", "fingerprint", "load_asset"]
+__all__ = ["ASSETS_DIR", "DEFAULT", "AssetKind", "UnsafeWeightsError", "cached", "clear", "fingerprint", "load_asset",
+           "safetensors_problem", "unsafe_weight_files"]

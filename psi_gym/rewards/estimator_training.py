@@ -22,6 +22,11 @@ Augmentations make the estimator read *predicted* frames too: a diffusion world 
 blurrier and noisier than the simulator's, with slightly shifted colours. Per frame: Gaussian blur
 with a random sigma, contrast/brightness/per-channel-gain jitter, Gaussian pixel noise. No
 geometric augmentation: where the object is in the image *is* the position target.
+
+Metrics: the loss parts (mean over each 10 steps), the learning rate and the held-out metrics go
+through accelerate's trackers into ``<out_dir>.logs/train-estimator/`` (`psi_gym.data.metrics`:
+TensorBoard if installed, else ``metrics.csv`` and ``loss.png``), beside the estimator folder,
+which is swapped in whole when training ends. One trainer per ``out_dir``: the run holds its lock.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from psi_gym.data.atomic import replacing_dir
+from psi_gym.data.atomic import hold_lock, replacing_dir
 from psi_gym.data.episode import Episode
 from psi_gym.rewards.object_state import (
     MARGIN_CLIP,
@@ -387,8 +392,17 @@ class EstimatorTrainSummary:
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
 
+LOG_EVERY = 10  # steps per logged point
+
+
+def logs_dir(out_dir: str | os.PathLike) -> Path:
+    """Where `train_estimator` logs its metrics: ``<out_dir>.logs`` beside the estimator folder."""
+    out = Path(out_dir)
+    return out.with_name(out.name + ".logs")
+
+
 def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_dir: str | os.PathLike | None = None,
-                    seed: int = 0, eval_data: Any = None) -> EstimatorTrainSummary:
+                    seed: int = 0, eval_data: Any = None, log_with: str = "auto") -> EstimatorTrainSummary:
     """Train an `ObjectStateEstimator` on labelled episodes; return an `EstimatorTrainSummary`.
 
     Args:
@@ -399,10 +413,30 @@ def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_d
             (built beside it and swapped in, see `save_estimator`); ``None`` keeps nothing.
         seed: seeds the split, the initial weights, batches and augmentations.
         eval_data: optional extra dataset(s) evaluated at the end (e.g. rollouts of a fresh seed).
+        log_with: ``"auto"``, ``"tensorboard"``, ``"csv"`` or ``"none"`` (see the module doc; with
+            no ``out_dir`` nothing is logged).
+
+    Raises:
+        TargetLockedError: another process writes ``out_dir``.
     """
     config = config or EstimatorTrainConfig()
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {config.steps}, {config.batch_size}")
+    if out_dir is None:
+        return _train_estimator(data, config, None, seed, eval_data, "none")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; the estimator is saved as a folder there")
+    with hold_lock(out):
+        return _train_estimator(data, config, out, seed, eval_data, log_with)
+
+
+def _train_estimator(data: Any, config: EstimatorTrainConfig, out_dir: Path | None, seed: int, eval_data: Any,
+                     log_with: str) -> EstimatorTrainSummary:
+    from accelerate import Accelerator
+
+    from psi_gym.data.metrics import flat_config, make_trackers
+
     start_time = time.perf_counter()
     device = torch.device(config.device)
     episodes = load_episodes(data)
@@ -426,6 +460,14 @@ def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_d
     weights = class_weights(train, len(model_config.task_names)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
+    # the trackers of accelerate; the model and optimizer stay plain torch on config.device
+    trackers = make_trackers(log_with, logs_dir(out_dir), "train-estimator") if out_dir is not None else []
+    accelerator = Accelerator(cpu=device.type == "cpu", log_with=trackers or None,
+                              project_dir=str(logs_dir(out_dir)) if out_dir is not None else None)
+    accelerator.init_trackers("train-estimator", config=flat_config(json.loads(json.dumps(
+        {**dataclasses.asdict(config), "seed": seed}, default=list))))
+    window: dict[str, float] = {}
+
     history: list[dict[str, Any]] = []
     running: dict[str, float] = {}
     bar = tqdm(total=config.steps, desc="train-estimator", file=sys.stderr, dynamic_ncols=True,
@@ -444,6 +486,12 @@ def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_d
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         running = {k: 0.98 * running.get(k, v) + 0.02 * v for k, v in parts.items()}
+        window = {k: window.get(k, 0.0) + v for k, v in parts.items()}
+        if (step + 1) % LOG_EVERY == 0 or step + 1 == config.steps:
+            count = LOG_EVERY if (step + 1) % LOG_EVERY == 0 else (step + 1) % LOG_EVERY
+            accelerator.log({**{k: v / count for k, v in window.items()},
+                             "learning_rate": optimizer.param_groups[0]["lr"]}, step=step + 1)
+            window = {}
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix({k: f"{v:.4f}" for k, v in running.items()})
@@ -454,7 +502,9 @@ def train_estimator(data: Any, config: EstimatorTrainConfig | None = None, out_d
                             "held_out_success_accuracy": metrics["success_accuracy"],
                             "held_out_balanced_accuracy": metrics["balanced_accuracy"]})
             bar.write(json.dumps(history[-1]), file=sys.stderr)
+            accelerator.log({k: v for k, v in history[-1].items() if k.startswith("held_out")}, step=step + 1)
     bar.close()
+    accelerator.end_training()
     model.eval()
 
     summary = EstimatorTrainSummary(

@@ -16,17 +16,27 @@ Optional drift reduction: ``context_noise`` (noise augmentation of the context f
 model's own sample of it, from the window one step earlier).
 
 Checkpoints: ``out_dir/checkpoint-<step>/`` holds ``model/`` (save_pretrained), the optimizer as
-safetensors + JSON and ``trainer_state.json``; training resumes from the newest one. The final
-model goes to ``out_dir/final/`` (loadable with ``WorldModel.from_pretrained``). Each is written
-beside its place and swapped in with `psi_gym.data.atomic.replace_dir`: a crash leaves the previous
-complete folder, never none.
+safetensors + JSON, the generator state and ``trainer_state.json`` (step, loss moving averages,
+history, config); training resumes from the newest *intact* one: every safetensors file's header
+must match its size and every JSON must parse (`checkpoint_problem`), else a warning names what
+is broken, the folder is set aside as ``checkpoint-<step>.broken-<token>`` and the previous one is
+used. The final model goes to ``out_dir/final/`` (loadable with ``WorldModel.from_pretrained``).
+Each is written beside its place, fsynced, and swapped in with `psi_gym.data.atomic.replace_dir`:
+a crash leaves the previous complete folder, never none. One trainer per ``out_dir``: the run
+holds its lock (`psi_gym.data.atomic.hold_lock`), and a second one fails at once.
+
+Metrics: the loss parts (mean over each 10 steps) and the learning rate go through accelerate's
+trackers into ``out_dir/logs/train-w0/`` (`psi_gym.data.metrics`: TensorBoard if installed, else
+``metrics.csv`` and ``loss.png``; ``log_with=``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -41,7 +51,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from psi_gym.data.atomic import replacing_dir
+from psi_gym.data.assets import safetensors_problem
+from psi_gym.data.atomic import hold_lock, lock_path, replacing_dir, write_bytes_atomic
 from psi_gym.data.episode import Episode
 
 from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
@@ -50,6 +61,9 @@ from .dataset import WindowBatch, WindowDataset, compute_normalization
 from .model import WorldModel
 from .sampler import sampling_sigmas
 from .schedule import warmup_cosine_learning_rate
+
+logger = logging.getLogger(__name__)
+LOG_EVERY = 10  # steps per logged point (the mean of the loss parts over them)
 
 
 # --------------------------------------------------------------------------------- the loss
@@ -166,11 +180,52 @@ def _prepare_episodes(episodes: list[Episode], config: TrainConfig, model_config
 def _checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for path in out_dir.glob("checkpoint-*"):
-        # only complete checkpoints: not a temporary folder or an old copy of a swap (.tmp-*, .old-*)
+        # only complete checkpoints: not a temporary folder, an old copy of a swap or one set aside
         number = path.name.removeprefix("checkpoint-")
         if number.isdigit() and (path / "trainer_state.json").is_file():
             found.append((int(number), path))
     return sorted(found)
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """None if ``checkpoint`` is intact: every safetensors file whole (header against size), every
+    JSON parses, and the files a resume reads are there; else what is wrong."""
+    required = ["trainer_state.json", "optimizer.json", "optimizer.safetensors", "rng.safetensors",
+                "model/config.json", "model/diffusion_pytorch_model.safetensors"]
+    missing = [name for name in required if not (checkpoint / name).is_file()]
+    if (checkpoint / "model/diffusion_pytorch_model.safetensors.index.json").is_file():
+        missing.remove("model/diffusion_pytorch_model.safetensors")  # sharded weights
+    if missing:
+        return f"{checkpoint} lacks {missing}"
+    for path in sorted(checkpoint.rglob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            return f"{path} does not parse ({error})"
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        return f"{checkpoint / 'trainer_state.json'} holds no step"
+    for path in sorted(checkpoint.rglob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem:
+            return problem
+    return None
+
+
+def newest_intact_checkpoint(out_dir: Path) -> tuple[int, Path] | None:
+    """The newest checkpoint in ``out_dir`` that `checkpoint_problem` passes. Each broken one newer
+    than it is reported (a warning) and set aside as ``checkpoint-<step>.broken-<token>``, so that
+    it is neither resumed from nor counted as one of the kept checkpoints."""
+    for step, checkpoint in reversed(_checkpoints(out_dir)):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return step, checkpoint
+        aside = checkpoint.with_name(f"{checkpoint.name}.broken-{secrets.token_hex(4)}")
+        os.rename(checkpoint, aside)
+        message = f"checkpoint {checkpoint.name} is broken ({problem}); set aside as {aside.name}, trying the one before"
+        logger.warning(message)
+        print(f"train-w0: warning: {message}", file=sys.stderr, flush=True)
+    return None
 
 
 def _save_checkpoint(out_dir: Path, step: int, model: WorldModel, optimizer, generator: torch.Generator,
@@ -183,11 +238,12 @@ def _save_checkpoint(out_dir: Path, step: int, model: WorldModel, optimizer, gen
         (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=1), encoding="utf-8")
     for _, old in _checkpoints(out_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+        lock_path(old).unlink(missing_ok=True)  # nobody else locks checkpoints: the trainer holds out_dir
     return final
 
 
 def _save_final(out_dir: Path, model: WorldModel) -> Path:
-    with replacing_dir(out_dir / "final") as tmp:
+    with replacing_dir(out_dir / "final") as tmp:  # holds final's lock: a loader never repairs it mid-swap
         model.save_pretrained(tmp)
     return out_dir / "final"
 
@@ -245,6 +301,7 @@ def train_world_model(
     out_dir: str | os.PathLike = "runs/w0",
     resume: bool = True,
     callback: Callable[[int, WorldModel], dict[str, float] | None] | None = None,
+    log_with: str = "auto",
 ) -> TrainSummary:
     """Train (or resume training) a world model; returns a `TrainSummary` (also in ``out_dir/summary.json``).
 
@@ -253,33 +310,52 @@ def train_world_model(
             `psi_gym.data.lerobot.read_episodes`.
         config: hyper-parameters (default `TrainConfig()`).
         out_dir: checkpoints go to ``out_dir/checkpoint-<step>/``, the model to ``out_dir/final/``.
-        resume: continue from the newest complete checkpoint in ``out_dir`` if there is one (its
-            model config wins over ``config.model``).
+        resume: continue from the newest intact checkpoint in ``out_dir`` if there is one (its
+            model config wins over ``config.model``; broken newer ones are set aside, see the
+            module doc).
         callback: called as ``callback(step, model)`` every ``config.eval_every`` steps on the main
             process (model in eval mode, no grad); a returned dict of numbers joins the history.
+        log_with: ``"auto"``, ``"tensorboard"``, ``"csv"`` or ``"none"``: where the loss curves go
+            (`psi_gym.data.metrics`, under ``out_dir/logs``).
 
     Returns:
         a `TrainSummary`; ``dataclasses.asdict`` gives its JSON form.
-    """
-    from accelerate import Accelerator
 
+    Raises:
+        TargetLockedError: another trainer writes ``out_dir``.
+    """
     config = config or TrainConfig()
     if config.time_sampling not in TIME_SAMPLINGS:
         raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
+    for name in ("num_steps", "batch_size", "checkpoint_every"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r} (0 steps would save an untrained model)")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file; train_world_model writes checkpoints into a folder there")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with hold_lock(out_dir):
+        return _train(episodes, config, out_dir, resume, callback, log_with)
+
+
+def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
+           callback: Callable[[int, WorldModel], dict[str, float] | None] | None, log_with: str) -> TrainSummary:
+    from accelerate import Accelerator
+
+    from psi_gym.data.metrics import flat_config, make_trackers
+
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
-    is_main = accelerator.is_main_process
     start_time = time.perf_counter()
 
     all_episodes = load_episodes(episodes)
     episodes_list = _prepare_episodes(all_episodes, config, config.model)
 
-    checkpoints = _checkpoints(out_dir) if resume else []
+    found = newest_intact_checkpoint(out_dir) if resume else None
     resumed_from = None
-    if checkpoints:
-        start_step, checkpoint = checkpoints[-1]
+    if found is not None:
+        start_step, checkpoint = found
         model = WorldModel.from_pretrained(checkpoint / "model")
         trainer_state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
         resumed_from = str(checkpoint)
@@ -287,6 +363,11 @@ def train_world_model(
         start_step, checkpoint, trainer_state = 0, None, {}
         model = build_model(config, episodes_list)
     model.train()
+    trackers = make_trackers(log_with, out_dir / "logs", "train-w0", resume_step=start_step)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, log_with=trackers or None,
+                              project_dir=str(out_dir / "logs"))
+    accelerator.init_trackers("train-w0", config=flat_config(_config_json(config)))
+    is_main = accelerator.is_main_process
 
     embeddings = {text: emb for text, emb in zip(
         sorted({ep.instruction for ep in episodes_list}),
@@ -313,7 +394,11 @@ def train_world_model(
     steps_for_levels = int(unwrapped.config.num_inference_steps)
 
     history: list[dict[str, float]] = list(trainer_state.get("history", []))
-    running: dict[str, float] = {}
+    # the moving averages go on where the checkpoint left them (a finished run reports its loss)
+    running: dict[str, float] = {key: float(value) for key, value in (trainer_state.get("running") or {}).items()}
+    if not running and trainer_state.get("loss") is not None:
+        running["loss"] = float(trainer_state["loss"])
+    window: dict[str, float] = {}
     progress = tqdm(total=config.num_steps, initial=start_step, file=sys.stderr, dynamic_ncols=True,
                     disable=not (config.progress and is_main), desc="train-w0")
     step = start_step
@@ -344,6 +429,12 @@ def train_world_model(
         last_parts = {key: float(value.detach()) for key, value in parts.items()}
         for key, value in last_parts.items():  # exponential moving average for display
             running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
+            window[key] = window.get(key, 0.0) + value
+        if step % LOG_EVERY == 0 or step == config.num_steps:
+            count = LOG_EVERY if step % LOG_EVERY == 0 else step % LOG_EVERY
+            accelerator.log({**{key: value / count for key, value in window.items()},
+                             "learning_rate": optimizer.param_groups[0]["lr"]}, step=step)
+            window = {}
         progress.update(1)
         if step % 10 == 0:
             progress.set_postfix(loss=f"{running['loss']:.4f}", frame=f"{running['frame_mse']:.4f}",
@@ -365,12 +456,14 @@ def train_world_model(
         stopped_early = stopped_early or out_of_time
         if step % config.checkpoint_every == 0 or step == config.num_steps or out_of_time:
             if is_main:
-                state = {"history": history, "config": _config_json(config), "loss": running.get("loss")}
+                state = {"history": history, "config": _config_json(config), "loss": running.get("loss"),
+                         "running": running}
                 _save_checkpoint(out_dir, step, unwrapped, optimizer, generator, state, config.keep_checkpoints)
             accelerator.wait_for_everyone()
         if out_of_time:
             break
     progress.close()
+    accelerator.end_training()
 
     final_dir = None
     if is_main:
@@ -392,7 +485,7 @@ def train_world_model(
         history=history,
     )
     if is_main:
-        (out_dir / "summary.json").write_text(json.dumps(dataclasses.asdict(summary), indent=1), encoding="utf-8")
+        write_bytes_atomic(out_dir / "summary.json", json.dumps(dataclasses.asdict(summary), indent=1).encode())
     return summary
 
 

@@ -142,3 +142,83 @@ def test_init_from_wan_folder(synthetic_episodes, tmp_path):
     summary = train_world_model(synthetic_episodes, config, tmp_path / "run")
     model = WorldModel.from_pretrained(summary.final_dir)
     assert model.config.image_size == IMAGE_SIZE and model.config.action_low is not None
+
+
+@pytest.mark.parametrize("damage", ["zero-byte weights", "truncated optimizer", "garbage trainer_state"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(synthetic_episodes, tmp_path, capsys, damage):
+    config = TrainConfig(model=debug_config(image_size=IMAGE_SIZE), num_steps=4, batch_size=4, checkpoint_every=2,
+                         keep_checkpoints=2, progress=False, seed=3)
+    run = tmp_path / "run"
+    train_world_model(synthetic_episodes, config, run, log_with="none")
+    newest = run / "checkpoint-0000004"
+    if damage == "zero-byte weights":
+        (newest / "model" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    elif damage == "truncated optimizer":
+        data = (newest / "optimizer.safetensors").read_bytes()
+        (newest / "optimizer.safetensors").write_bytes(data[: len(data) - 100])
+    else:
+        (newest / "trainer_state.json").write_text('{"step": 4, "hist')
+    resumed = train_world_model(synthetic_episodes, dataclasses.replace(config, num_steps=6), run, log_with="none")
+    assert resumed.resumed_from.endswith("checkpoint-0000002") and resumed.steps == 6
+    assert "checkpoint-0000004 is broken" in capsys.readouterr().err
+    assert len(list(run.glob("checkpoint-0000004.broken-*"))) == 1  # set aside, kept for a look
+    assert sorted(p.name for p in run.glob("checkpoint-???????")) == ["checkpoint-0000004", "checkpoint-0000006"]
+    assert np.isfinite(resumed.final_loss)
+
+
+def test_resuming_a_finished_run_reports_its_loss(synthetic_episodes, tmp_path):
+    config = TrainConfig(model=debug_config(image_size=IMAGE_SIZE), num_steps=3, batch_size=4, checkpoint_every=2,
+                         progress=False, seed=1)
+    first = train_world_model(synthetic_episodes, config, tmp_path / "run", log_with="none")
+    again = train_world_model(synthetic_episodes, config, tmp_path / "run", log_with="none")
+    assert again.resumed_from.endswith("checkpoint-0000003") and again.steps == 3
+    assert again.final_loss == first.final_loss and again.frame_mse == first.frame_mse
+
+
+def test_zero_steps_and_a_busy_out_dir_are_refused(synthetic_episodes, tmp_path):
+    from psi_gym.data.atomic import TargetLockedError, hold_lock
+
+    with pytest.raises(ValueError, match="num_steps must be an int >= 1"):
+        train_world_model(synthetic_episodes, TrainConfig(model=debug_config(image_size=IMAGE_SIZE), num_steps=0),
+                          tmp_path / "run")
+    assert not (tmp_path / "run" / "final").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        train_world_model(synthetic_episodes, TrainConfig(model=debug_config(image_size=IMAGE_SIZE), num_steps=1),
+                          tmp_path / "file")
+    import threading
+
+    errors = []
+    config = TrainConfig(model=debug_config(image_size=IMAGE_SIZE), num_steps=1, batch_size=2, progress=False)
+    with hold_lock(tmp_path / "busy"):
+        thread = threading.Thread(target=lambda: errors.append(_raises(
+            lambda: train_world_model(synthetic_episodes, config, tmp_path / "busy"))))
+        thread.start()
+        thread.join()
+    assert isinstance(errors[0], TargetLockedError)
+
+
+def _raises(function):
+    try:
+        function()
+    except Exception as error:  # noqa: BLE001 - handed back to the test
+        return error
+    return None
+
+
+def test_loss_curves_go_through_the_trackers(synthetic_episodes, tmp_path):
+    from psi_gym.data.metrics import read_metrics
+
+    config = TrainConfig(model=debug_config(image_size=IMAGE_SIZE), num_steps=12, batch_size=2, checkpoint_every=10,
+                         progress=False, seed=2, self_rollout_prob=0.0)
+    run = tmp_path / "run"
+    train_world_model(synthetic_episodes, config, run, log_with="csv")
+    logs = run / "logs" / "train-w0"
+    rows = read_metrics(logs / "metrics.csv")
+    assert {name for _, name, _ in rows} >= {"loss", "frame_mse", "state", "object", "learning_rate"}
+    assert sorted({step for step, _, _ in rows}) == [10, 12]
+    assert (logs / "loss.png").stat().st_size > 1000 and json.loads((logs / "config.json").read_text())["num_steps"] == 12
+    # a resumed run keeps the rows up to its checkpoint and logs the steps after it once
+    train_world_model(synthetic_episodes, dataclasses.replace(config, num_steps=20), run, log_with="csv")
+    steps = [step for step, name, _ in read_metrics(logs / "metrics.csv") if name == "loss"]
+    assert steps == [10, 12, 20]
