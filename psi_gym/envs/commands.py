@@ -17,10 +17,22 @@ sub-env being autoreset that step is not counted, its reset time is); the profil
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from psi_gym.data.arguments import (
+    ArgumentProblem,
+    check_output_dir,
+    device,
+    int_at_least,
+    int_list,
+    positive_int,
+    seed,
+    threads,
+)
 from psi_gym.world_model.config import INFERENCE_DTYPES
 
 
@@ -28,32 +40,24 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _int_list(value: str) -> list[int]:
-    try:
-        numbers = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of positive ints, got {value!r}") from None
-    if not numbers or min(numbers) < 1:
-        raise argparse.ArgumentTypeError(f"expected a comma list of positive ints, got {value!r}")
-    return numbers
-
-
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-envs", type=_int_list, default=[1, 16, 64], help="comma list of vector sizes N (default 1,16,64)")
-    p.add_argument("--steps", type=int, default=32, help="timed steps per N (default 32)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default 2)")
+    p.add_argument("--num-envs", type=int_list, default=[1, 16, 64], help="comma list of vector sizes N (default 1,16,64)")
+    p.add_argument("--steps", type=positive_int, default=32, help="timed steps per N (default 32)")
+    p.add_argument("--warmup", type=int_at_least(0), default=2, help="untimed steps before timing (default 2)")
     p.add_argument("--world-model", default="default",
                    help="checkpoint folder, 'default' (shipped) or 'random:tiny' (untrained weights of the shipped size: "
                         "speed only)")
-    p.add_argument("--reward-model", default="object_tracking", help="reward model name or package.module:Name")
+    p.add_argument("--reward-model", default="object_tracking",
+                   help="reward model name or package.module:Name (imports and runs that module's code)")
     p.add_argument("--estimator", default="default", help="object-state estimator folder, 'default' or 'random'")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--device", type=device, default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", default="float32", choices=INFERENCE_DTYPES, help="world-model weights and compute")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
-    p.add_argument("--sim-workers", type=int, default=None,
+    p.add_argument("--threads", type=threads, default=None, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--sim-workers", type=positive_int, default=None,
                    help="simulator processes for the baseline (default: the world model's torch threads)")
     p.add_argument("--no-sim", action="store_true", help="skip the simulator baseline")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--out", type=Path, default=None, help="folder for bench.json and the plot bench.png")
 
 
 def _time_vector_env(num_envs: int, args: argparse.Namespace, world_model: Any, reward_model: Any) -> dict[str, Any]:
@@ -94,21 +98,31 @@ def _time_vector_env(num_envs: int, args: argparse.Namespace, world_model: Any, 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from psi_gym.rewards.resolve import resolve_reward_model
+    from psi_gym.rewards.object_state import load_estimator
+    from psi_gym.rewards.resolve import REWARD_MODELS, resolve_reward_model
     from psi_gym.world_model.loading import load_world_model
 
-    if args.steps < 1 or args.warmup < 0:
-        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
-    if args.sim_workers is not None and args.sim_workers < 1:
-        raise ValueError(f"--sim-workers must be >= 1, got {args.sim_workers}")
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
         model = load_world_model(args.world_model, args.device, args.dtype)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{error} For a speed-only run pass --world-model random:tiny "
-                                "(untrained weights of the shipped size).") from None
-    reward_model = resolve_reward_model(args.reward_model, args.estimator)
+        raise ArgumentProblem("--world-model", f"{error} For a speed-only run pass --world-model random:tiny "
+                                               "(untrained weights of the shipped size).") from None
+    except ValueError as error:
+        raise ArgumentProblem("--world-model", str(error)) from None
+    estimator = args.estimator
+    if args.reward_model in REWARD_MODELS:  # the built-ins read frames with the estimator: load it once, here
+        try:
+            estimator = load_estimator(args.estimator)
+        except (FileNotFoundError, ValueError) as error:
+            raise ArgumentProblem("--estimator", str(error)) from None
+    try:
+        reward_model = resolve_reward_model(args.reward_model, estimator)
+    except (ValueError, TypeError) as error:
+        raise ArgumentProblem("--reward-model", str(error)) from None
     config = model.config
     summary: dict[str, Any] = {
         "world_model": str(args.world_model),
@@ -141,7 +155,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"bench: N={num_envs}: {result['w0_steps_per_s']:.1f} W0 env steps/s"
             + (f", sim {result['sim_steps_per_s']:.1f}/s, ratio {result['ratio']:.2f}" if "ratio" in result else ""))
         summary["results"][str(num_envs)] = result
+    if args.out is not None:
+        _write_report(args.out, summary)
     return summary
+
+
+def _write_report(out: Path, summary: dict[str, Any]) -> None:
+    """``OUT/bench.json`` and ``OUT/bench.png``: steps/s against N, and where the W0 step's time goes."""
+    from psi_gym.data.atomic import write_bytes_atomic
+    from psi_gym.data.plots import Panel, plot_panels
+
+    results = summary["results"].values()
+    sizes = [r["num_envs"] for r in results]
+    speed = {"W0 vector env": (sizes, [r["w0_steps_per_s"] for r in results])}
+    if all("sim_steps_per_s" in r for r in results):
+        speed["MuJoCo sim"] = (sizes, [r["sim_steps_per_s"] for r in results])
+    parts = ("world_model", "reward_model", "env_overhead")
+    profile = {part.replace("_", " "): (sizes, [r["profile_ms_per_step"][part] for r in results]) for part in parts}
+    write_bytes_atomic(out / "bench.json", json.dumps(summary, indent=1).encode())
+    plot_panels(out / "bench.png", [
+        Panel("env steps per second", "N envs", "steps/s", speed, log_x=True, y_from_zero=True),
+        Panel("W0 env: ms per batched step", "N envs", "ms", profile, log_x=True, y_from_zero=True),
+    ])
 
 
 COMMANDS = {

@@ -13,35 +13,96 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from psi_gym.data.arguments import (
+    ArgumentProblem,
+    check_output_dir,
+    device,
+    int_at_least,
+    int_in,
+    log_with,
+    number_in,
+    positive_int,
+    seed,
+    threads,
+)
+
 from .config import INFERENCE_DTYPES, TrainConfig, tiny_config  # light: no torch/diffusers until a job runs
+
+def _check_datasets(roots: list[Path], flag: str) -> None:
+    """Each folder is a complete dataset (metadata and file footers checked, frames not read)."""
+    from psi_gym.data.lerobot import DatasetError, EpisodeDataset
+
+    for root in roots:
+        try:
+            EpisodeDataset(root)
+        except DatasetError as error:
+            raise ArgumentProblem(flag, str(error)) from None
+
+
+def _check_model_folder(name: str | None, flag: str) -> None:
+    """``name`` ("default", a world-model folder or a Wan folder) resolves to a folder with a config."""
+    if name is None or name in ("random:tiny", "random:debug"):
+        return
+    from .checkpoint import WORLD_MODEL_ASSET, is_wan_folder
+
+    try:
+        folder = WORLD_MODEL_ASSET.resolve(name)
+    except FileNotFoundError as error:
+        raise ArgumentProblem(flag, str(error)) from None
+    if not ((folder / "config.json").is_file() or is_wan_folder(folder)):
+        raise ArgumentProblem(flag, f"{folder} holds no config.json: expected a world-model folder "
+                                    "(WorldModel.save_pretrained) or a Wan diffusers folder with transformer/")
+
+
+def _write_report(out: Path | None, name: str, summary: dict[str, Any], panels: list) -> None:
+    """``OUT/<name>.json`` and ``OUT/<name>.png`` (the plot), when ``--out`` is given."""
+    if out is None:
+        return
+    from psi_gym.data.atomic import write_bytes_atomic
+    from psi_gym.data.plots import plot_panels
+
+    write_bytes_atomic(out / f"{name}.json", json.dumps(summary, indent=1, default=str).encode())
+    plot_panels(out / f"{name}.png", panels)
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="robot-rollout dataset folder(s) (psi-gym collect)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder: checkpoint-*/ and final/")
-    parser.add_argument("--steps", type=int, default=defaults.num_steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="output folder: checkpoint-*/, final/, logs/")
+    parser.add_argument("--steps", type=positive_int, default=defaults.num_steps)
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=number_in(0, low_open=True), default=defaults.learning_rate)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--init-from", default=None, help="world-model or Wan diffusers folder to start from")
-    parser.add_argument("--max-time", type=float, default=None, help="stop (and save) after this many seconds")
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    parser.add_argument("--self-rollout-prob", type=float, default=defaults.self_rollout_prob)
+    parser.add_argument("--max-time", type=number_in(0, low_open=True), default=None,
+                        help="stop (and save) after this many seconds")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
+    parser.add_argument("--self-rollout-prob", type=number_in(0, 1), default=defaults.self_rollout_prob)
     parser.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
-    parser.add_argument("--num-context-frames", type=int, default=tiny_config().num_context_frames)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--num-context-frames", type=int_in(1, 16), default=tiny_config().num_context_frames)
+    parser.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--log-with", type=log_with, default="auto", metavar="{auto,csv,tensorboard,none}",
+                        help="loss curves through accelerate's trackers into OUT/logs: tensorboard, csv (metrics.csv "
+                             "+ loss.png), none; auto: tensorboard if installed, else csv")
     parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    from psi_gym.data.atomic import TargetLockedError
+
     from .training import train_world_model
 
+    if args.out.exists() and not args.out.is_dir():
+        raise ArgumentProblem("--out", f"{args.out} is a file; expected a folder")
+    _check_datasets(args.data, "--data")
+    _check_model_folder(args.init_from, "--init-from")
+    check_output_dir(args.out, "--out")  # made only once the inputs are known to be good
     config = TrainConfig(
         model=dataclasses.replace(tiny_config(), num_context_frames=args.num_context_frames),
         init_from=args.init_from,
@@ -56,64 +117,104 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         num_threads=args.threads,
         progress=not args.no_progress,
     )
-    summary = train_world_model([str(root) for root in args.data], config, args.out, resume=not args.no_resume)
+    try:
+        summary = train_world_model([str(root) for root in args.data], config, args.out, resume=not args.no_resume,
+                                    log_with=args.log_with)
+    except TargetLockedError as error:
+        raise ArgumentProblem("--out", str(error)) from None
     return {key: value for key, value in dataclasses.asdict(summary).items() if key != "history"}
 
 
 def configure_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="checkpoint folder or 'default' (default: a fresh default-size model)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model's)")
+    parser.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads")
+    parser.add_argument("--repeats", type=positive_int, default=10)
+    parser.add_argument("--out", type=Path, default=None, help="folder for bench-w0.json and the plot bench-w0.png")
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from psi_gym.data.plots import Panel
+
     from .benchmark import benchmark_predict
     from .model import WorldModel
 
+    _check_model_folder(args.model, "--model")
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = WorldModel.from_pretrained(args.model) if args.model else WorldModel.from_model_config(tiny_config())
     results = benchmark_predict(model.eval(), args.batch_sizes, args.steps, repeats=args.repeats)
-    return {
+    summary = {
         "threads": torch.get_num_threads(),
         "num_inference_steps": args.steps or model.config.num_inference_steps,
         "num_parameters": model.num_parameters(),
         **{f"batch_{batch}": values for batch, values in results.items()},
     }
+    batches = sorted(results)
+    _write_report(args.out, "bench-w0", summary, [
+        Panel("WorldModel.predict: ms per batched step", "batch size", "ms",
+              {"ms per step": (batches, [results[b]["ms_per_step"] for b in batches])}, log_x=True, y_from_zero=True),
+        Panel("env steps per second", "batch size", "steps/s",
+              {"env steps/s": (batches, [results[b]["env_steps_per_s"] for b in batches])}, log_x=True,
+              y_from_zero=True),
+    ])
+    return summary
 
 
 def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="default", help="world-model folder or 'default'")
     parser.add_argument("--estimator", default="default", help="object-state/success estimator folder or 'default'")
-    parser.add_argument("--episodes", type=int, default=48, help="fresh held-out rollouts for PSNR/SSIM")
-    parser.add_argument("--pairs", type=int, default=30, help="success/failure pairs for outcome agreement")
-    parser.add_argument("--horizon", type=int, default=8, help="open-loop prediction steps (>= 8)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=positive_int, default=48, help="fresh held-out rollouts for PSNR/SSIM")
+    parser.add_argument("--pairs", type=positive_int, default=30, help="success/failure pairs for outcome agreement")
+    parser.add_argument("--horizon", type=int_in(1, 16), default=8, help="open-loop prediction steps (default 8)")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--video", type=Path, default=None, help="folder for predicted-vs-true videos")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="folder for eval-w0.json and the plot eval-w0.png")
+    parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--dtype", default="float32", choices=INFERENCE_DTYPES,
                         help="world-model weights and compute (the estimator stays float32)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads (CPU)")
 
 
 def run_eval(args: argparse.Namespace, load_estimator: Callable[[str, str], Any]) -> dict[str, Any]:
     """``eval-w0``; ``load_estimator(name_or_folder, device)`` gives the object-state estimator."""
     import torch
 
+    from psi_gym.data.plots import Panel
+
     from .fidelity import FidelityConfig, evaluate_fidelity
     from .loading import load_world_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_world_model(args.checkpoint, args.device, args.dtype)
-    estimator = load_estimator(args.estimator, args.device)
+    _check_model_folder(args.checkpoint, "--checkpoint")
+    for flag, folder in (("--video", args.video), ("--out", args.out)):
+        if folder is not None:
+            check_output_dir(folder, flag)
+    try:
+        model = load_world_model(args.checkpoint, args.device, args.dtype)
+    except (FileNotFoundError, ValueError) as error:
+        raise ArgumentProblem("--checkpoint", str(error)) from None
+    try:
+        estimator = load_estimator(args.estimator, args.device)
+    except (FileNotFoundError, ValueError) as error:
+        raise ArgumentProblem("--estimator", str(error)) from None
     config = FidelityConfig(episodes=args.episodes, pairs=args.pairs, horizon=args.horizon, seed=args.seed,
                             video_dir=args.video)
-    return {"checkpoint": args.checkpoint, "dtype": args.dtype, **evaluate_fidelity(model, estimator, config).to_dict()}
+    summary = {"checkpoint": args.checkpoint, "dtype": args.dtype, **evaluate_fidelity(model, estimator, config).to_dict()}
+    steps = list(range(1, len(summary["psnr_per_step"]) + 1))
+    _write_report(args.out, "eval-w0", summary, [
+        Panel("PSNR per open-loop step", "step", "dB",
+              {"W0": (steps, summary["psnr_per_step"]), "copy last frame": (steps, summary["psnr_copy_last_per_step"])}),
+        Panel("SSIM per open-loop step", "step", "SSIM",
+              {"W0": (steps, summary["ssim_per_step"]), "copy last frame": (steps, summary["ssim_copy_last_per_step"])}),
+    ])
+    return summary
 
 
 EVAL_W0_HELP = "fidelity of a world model against the simulator: PSNR/SSIM, counterfactual outcome agreement, speed"
