@@ -8,6 +8,12 @@
 * a dotted path ``"package.module:Name"`` to a class (instantiated with no arguments), a
   reward-model object or a function;
 * a function ``fn(batch) -> rewards``, wrapped in `CallableReward`.
+
+Security: a dotted path *imports and runs code*. ``"package.module:Name"`` imports ``package.module``
+(running its top-level code) and, for a class, calls ``Name()``: whoever chooses the string chooses
+what runs, with this process's rights. Pass dotted paths only from trusted configuration, never
+from an untrusted request, file or dataset (the same holds for ``gym.make(..., reward_model=...)``
+and ``psi-gym bench --reward-model``). Names of built-ins and objects run nothing new.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@ Two folder layouts load through `WorldModel.from_pretrained`:
   `WanTransformer3DModel` and its safetensors. The transformer becomes the backbone; the rest of
   the world model starts fresh and must be fine-tuned (``psi-gym train-w0 --init-from ...``).
 
-Only local folders are read, and only safetensors: a checkpoint never runs code on load.
+Only local folders are read, and only safetensors: a checkpoint never runs code on load. A
+sharded checkpoint's ``*.safetensors.index.json`` that names a shard in another format (a pickle
+``.bin``) is refused when the folder is resolved (`psi_gym.data.assets.unsafe_weight_files`),
+before diffusers or torch see it.
 """
 
 from __future__ import annotations
