@@ -12,6 +12,7 @@ from gymnasium.error import ResetNeeded
 
 from psi_gym.data.episode import Episode
 from psi_gym.envs.psi_w0_retarget_core import PsiW0RetargetConfig, PsiW0RetargetCore
+from psi_gym.rewards.base import EpisodeContext
 
 RENDER_FPS = 10  # the demos' control rate
 
@@ -47,7 +48,9 @@ class PsiW0RetargetEnv(gym.Env):
     | `"absolute"`         | `low + (a + 1) / 2 * (high - low)` over the joint ranges                 |
 
     ``ref`` is the demo's retargeted reference (clipped to the joint ranges, held at its last
-    row past the demo's end); ``clip`` is to the joint ranges.
+    row past the demo's end); ``clip`` is to the joint ranges. The spaces' ``low``/``high`` are
+    the joint ranges widened to hold 0 (the wrist's height is bounded by the table top, 0 m,
+    rather than its 2 cm joint limit), as TorchRL's batched ``GymEnv`` needs.
 
     ## Observation Space
 
@@ -68,11 +71,14 @@ class PsiW0RetargetEnv(gym.Env):
     | `progress`    | `Box(0, 1, (1,), float32)`                    | steps taken / the horizon H: how much of   |
     |               |                                               | the fixed-length episode is left (Markov)  |
 
-    ``info``: ``task``, ``instruction_text``, ``demo`` (its id), ``demo_index``, ``step`` (steps
-    taken), ``success`` (the verdict: False until the last step), ``joint_targets`` ((22,)
-    float32, the absolute joint targets the step applied; after `reset`, the start joints the
-    robot holds), and the reward model's extras (for the default reward: ``object_distance`` in m
-    and ``success_probability`` of the predicted frame).
+    ``info`` holds numbers only (vector envs and TorchRL batch every value): ``task_index`` (into
+    ``psi_gym.envs.psi_w0_retarget_core.TASK_NAMES``: lift_apple, lift_can, push_box),
+    ``demo_index`` (-1 for a demo passed as an `Episode`), ``step`` (steps taken), ``success``
+    (the verdict: False until the last step), ``joint_targets`` ((22,) float32, the absolute
+    joint targets the step applied; after `reset`, the start joints the robot holds), and the
+    reward model's extras (for the default reward: ``object_distance`` in m and
+    ``success_probability`` of the predicted frame). The text is in ``env.unwrapped.context``
+    (`psi_gym.rewards.EpisodeContext`: ``task``, ``instruction``, ``demo_id``, ``scene``...).
 
     ## Rewards
 
@@ -94,7 +100,7 @@ class PsiW0RetargetEnv(gym.Env):
     The demo's first robot camera frame (repeated to fill W0's context and the frame stack)
     and start joints. ``reset(seed=s)`` seeds both the demo draw and W0's sampling noise.
     ``reset(options={"demo": d})``: ``d`` an index into the demo set, a demo id (see
-    ``info["demo"]``), an `Episode` or a dataset folder to draw from.
+    ``env.unwrapped.context.demo_id``), an `Episode` or a dataset folder to draw from.
 
     ## Episode End
 
@@ -153,8 +159,9 @@ class PsiW0RetargetEnv(gym.Env):
 
     * v0: initial version. Before release, v0 changed to judge success at the end of the
       episode: every episode lasts its horizon, the verdict on the last step (``terminated``),
-      no early termination on success; the ``progress`` observation; ``info["instruction_text"]``
-      (was ``info["instruction"]``) and ``info["joint_targets"]``; `episode`.
+      no early termination on success; the ``progress`` observation; numeric infos
+      (``task_index`` and ``joint_targets``; the text infos ``task``, ``instruction``, ``demo``
+      moved to ``context``); `episode`.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
@@ -214,6 +221,12 @@ class PsiW0RetargetEnv(gym.Env):
         info = core.info(0)
         info.update({key: value[0].item() if value.ndim == 1 else value[0].copy() for key, value in result.info.items()})
         return core.observation(0), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), info
+
+    @property
+    def context(self) -> EpisodeContext:
+        """What the current episode is about (`psi_gym.rewards.EpisodeContext`: ``task``,
+        ``instruction``, ``demo_id``, ``demo_index``, ``scene``, ``reference``, ``human_object_pose``)."""
+        return self.core.context(0)
 
     def episode(self) -> Episode:
         """The current episode (running, or ended: with the verdict) as a generated `Episode`

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 
 from psi_gym.data.episode import Episode
 from psi_gym.envs.demo_set import (
@@ -52,9 +53,10 @@ from psi_gym.envs.demo_set import (
     resize_frame,
     select_demo,
 )
-from psi_gym.rewards.base import RewardInput, RewardModel, as_reward_output
+from psi_gym.rewards.base import EpisodeContext, RewardInput, RewardModel, as_reward_output
 from psi_gym.rewards.resolve import resolve_reward_model
 from psi_gym.sim.hands import hand_spec, residual_joint_targets, residual_scale
+from psi_gym.sim.tasks import TASKS
 from psi_gym.world_model.config import INFERENCE_DTYPES, INSTRUCTION_DIM
 from psi_gym.world_model.loading import load_world_model
 from psi_gym.world_model.model import WorldModel
@@ -62,6 +64,8 @@ from psi_gym.world_model.model import WorldModel
 ACTION_MODES = ("residual", "absolute")
 DEVICE_FORMS = "None (CUDA if available, else the CPU), 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
 IDENTITY_QUATERNION = np.array([1.0, 0.0, 0.0, 0.0], np.float32)  # w, x, y, z
+TASK_NAMES = tuple(sorted(TASKS))
+"""What ``info["task_index"]`` indexes (the estimator's success heads use the same order)."""
 
 
 @dataclass
@@ -271,11 +275,16 @@ class PsiW0RetargetCore:
         size, k = self.image_size, self.frame_stack
         pixel_shape = (3 * k, size, size) if config.channels_first else (size, size, 3 * k)
         horizon = config.reference_horizon
+        # Joint values lie in the joint ranges; the spaces' bounds also hold 0 (only the wrist's
+        # height, 2..40 cm, does not: its bound starts at the table top). TorchRL's GymEnv(num_envs=N)
+        # fills the final observation of sub-envs that did not end with zeros and checks it against
+        # these bounds (check_env_specs).
+        space_low, space_high = np.minimum(self.joint_low, 0.0), np.maximum(self.joint_high, 0.0)
         self.single_observation_space = spaces.Dict({
             "pixels": spaces.Box(0, 255, pixel_shape, np.uint8),
-            "agent_pos": spaces.Box(self.joint_low, self.joint_high, dtype=np.float32),
+            "agent_pos": spaces.Box(space_low, space_high, dtype=np.float32),
             # flattened, row-major: ref[t+1] (22 values), then ref[t+2], ...
-            "reference": spaces.Box(np.tile(self.joint_low, horizon), np.tile(self.joint_high, horizon), dtype=np.float32),
+            "reference": spaces.Box(np.tile(space_low, horizon), np.tile(space_high, horizon), dtype=np.float32),
             "instruction": spaces.Box(-1.0, 1.0, (INSTRUCTION_DIM,), np.float32),
             # steps taken / H: with a fixed horizon, how many steps remain is part of the state
             "progress": spaces.Box(0.0, 1.0, (1,), np.float32),
@@ -527,19 +536,26 @@ class PsiW0RetargetCore:
         }
 
     def info(self, row: int) -> dict[str, Any]:
-        """Row ``row``'s info: task, instruction text, demo id and index, step, success (the
-        verdict, False before the end), the joint targets of the last step (the start joints
-        after a reset: what the robot holds)."""
+        """Row ``row``'s info, numbers only (TorchRL and vector envs batch every info value; text
+        would break them; the text is in `context`): ``task_index`` (into `TASK_NAMES`),
+        ``demo_index``, ``step``, ``success`` (the verdict, False before the end),
+        ``joint_targets`` (the joint targets of the last step; after a reset the start joints,
+        which the robot holds)."""
         context = self.starts[row].context
         return {
-            "task": context.task,
-            "instruction_text": context.instruction,
-            "demo": context.demo_id,
-            "demo_index": context.demo_index,
+            "task_index": TASK_NAMES.index(context.task) if context.task in TASK_NAMES else -1,
+            "demo_index": int(context.demo_index),
             "step": int(self.step_count[row]),
             "success": bool(self.success[row]),
             "joint_targets": self.joint_target[row].copy(),
         }
+
+    def context(self, row: int) -> EpisodeContext:
+        """What row ``row``'s episode is about: task, instruction, scene, the demo's reference
+        and object trajectory, its id and index (`psi_gym.rewards.EpisodeContext`)."""
+        if not self.started[row]:
+            raise ResetNeeded("call reset() first: no episode has started")
+        return self.starts[row].context
 
     def frame(self, row: int) -> np.ndarray:
         """Row ``row``'s latest (predicted) frame, (H, W, 3) uint8."""

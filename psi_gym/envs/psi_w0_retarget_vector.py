@@ -14,6 +14,7 @@ from gymnasium.vector.utils import batch_space
 from psi_gym.data.episode import Episode
 from psi_gym.envs.psi_w0_retarget import RENDER_FPS
 from psi_gym.envs.psi_w0_retarget_core import PsiW0RetargetConfig, PsiW0RetargetCore
+from psi_gym.rewards.base import EpisodeContext
 
 
 class PsiW0RetargetVectorEnv(VectorEnv):
@@ -165,6 +166,11 @@ class PsiW0RetargetVectorEnv(VectorEnv):
         for row in range(n):
             infos = self._add_info(infos, step_infos[row], row)
         return self._observations(), rewards, terminated, truncated, infos
+
+    def context(self, row: int) -> EpisodeContext:
+        """What sub-env ``row``'s current episode is about (`psi_gym.rewards.EpisodeContext`: task,
+        instruction, demo id...; infos hold numbers only)."""
+        return self.core.context(row)
 
     def episode(self, row: int, finished: bool = False) -> Episode:
         """Sub-env ``row``'s current episode (``finished=False``: running or ended) or its latest

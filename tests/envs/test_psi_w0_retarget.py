@@ -49,7 +49,8 @@ def test_default_make_needs_no_argument():
         pytest.skip("the shipped W0 / estimator checkpoints are absent (psi_gym/assets/w0-default, estimator-default)")
     env = gym.make(ENV_ID)
     obs, info = env.reset(seed=0)
-    assert obs in env.observation_space and info["task"] in ("lift_apple", "lift_can", "push_box")
+    assert obs in env.observation_space and env.unwrapped.context.task in ("lift_apple", "lift_can", "push_box")
+    assert set(info) == {"task_index", "demo_index", "step", "success", "joint_targets"}
     obs, reward, *_ = env.step(np.zeros(22, np.float32))
     assert obs in env.observation_space and np.isfinite(reward)
     env.close()
@@ -156,16 +157,17 @@ def test_default_draw_takes_only_successful_human_demos(env_kwargs):
 
 
 def test_demo_by_index_id_episode_and_dataset(env_kwargs):
-    env = gym.make(ENV_ID, **env_kwargs)
-    _, info = env.reset(options={"demo": 3})
-    by_id = env.reset(options={"demo": info["demo"]})[1]
-    assert by_id["demo_index"] == 3 and by_id["demo"] == info["demo"]
+    env = PsiW0RetargetEnv(**env_kwargs)
+    env.reset(options={"demo": 3})
+    demo_id = env.context.demo_id
+    by_id = env.reset(options={"demo": demo_id})[1]
+    assert by_id["demo_index"] == 3 and env.context.demo_id == demo_id
     episode = EpisodeDataset(default_demos_path())[5]
     obs, info = env.reset(options={"demo": episode})
-    assert info["task"] == episode.task
+    assert env.context.task == episode.task and info["task_index"] == ["lift_apple", "lift_can", "push_box"].index(episode.task)
     np.testing.assert_array_equal(obs["pixels"], episode.frames[0])  # the robot's real first frame
-    _, info = env.reset(seed=1, options={"demo": str(default_demos_path())})
-    assert info["demo"].startswith(("lift", "push"))
+    env.reset(seed=1, options={"demo": str(default_demos_path())})
+    assert env.context.demo_id.startswith(("lift", "push"))
 
 
 def test_demo_set_is_shared_until_the_dataset_changes(tmp_path):
@@ -188,7 +190,7 @@ def test_human_demo_dataset_is_retargeted_on_the_fly(tmp_path, env_kwargs):
     write_dataset(tmp_path / "human", [human])
     env = gym.make(ENV_ID, demos=tmp_path / "human", successful_demos_only=False, **env_kwargs)
     obs, info = env.reset(seed=0)
-    assert info["task"] == "lift_apple" and obs["pixels"].shape == (64, 64, 3)
+    assert env.unwrapped.context.task == "lift_apple" and obs["pixels"].shape == (64, 64, 3)
     # the reference is the retarget of the human demo: same as retarget_episode's
     from psi_gym.retarget.pipeline import reference_from_demo
 
@@ -526,7 +528,7 @@ def test_the_env_hands_out_the_episode_it_produced(world_model_path):
     np.testing.assert_allclose(episode.metadata["policy_actions"], np.stack(actions), atol=1e-7)
     assert episode.object_pose.shape == (7, 7) and (episode.object_pose[:, 3] == 1).all()
     context = env.unwrapped.core.starts[0].context
-    assert episode.parent == context.demo_id == episode.metadata["demo_id"] == info["demo"]
+    assert episode.parent == context.demo_id == episode.metadata["demo_id"] == env.unwrapped.context.demo_id
     assert episode.metadata["demo_index"] == info["demo_index"] and episode.scene == context.scene.to_dict()
     assert np.asarray(episode.metadata["reference"]).shape == context.reference.shape
     assert np.asarray(episode.metadata["human_object_pose"]).shape == context.human_object_pose.shape
@@ -538,5 +540,5 @@ def test_the_env_hands_out_the_episode_it_produced(world_model_path):
                                start_qpos=episode.state[0], render=False)
     assert recording.state.shape == (7, 22) and isinstance(recording.success, bool)
     # the episode is a demo the env can start from again (the flywheel's loop)
-    _, again = env.reset(options={"demo": episode})
-    assert again["task"] == episode.task
+    env.reset(options={"demo": episode})
+    assert env.unwrapped.context.task == episode.task
