@@ -2,7 +2,8 @@
 
 The native vector env (one batched world-model call for all envs per step) goes to SB3 through
 `psi_gym.envs.sb3.SB3VecEnv`; the policy sees the predicted frame, the joint state, the upcoming
-reference and the instruction embedding, and outputs a residual on the reference.
+reference, the instruction embedding and the episode's progress, and outputs a residual on the
+reference.
 
     python examples/sb3_ppo.py                                   # shipped world model and reward
     python examples/sb3_ppo.py --world-model random:debug --estimator random --total-timesteps 256
@@ -13,11 +14,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecMonitor
@@ -49,7 +48,7 @@ class Args:
     eval_episodes: int = 8
     """episodes for the mean return before and after training."""
     max_episode_steps: int | None = None
-    """truncate episodes earlier than demo length + slack (for quick runs)."""
+    """every episode's length (the horizon) instead of demo length + slack (for quick runs)."""
     threads: int | None = None
     """torch CPU threads (default: torch's own)."""
     seed: int = 0
@@ -57,16 +56,14 @@ class Args:
 
 
 def make_env(args: Args, seed: int) -> SB3VecEnv:
-    vector_env = gym.make_vec(
+    env = SB3VecEnv(  # builds the native vector env with the autoreset mode SB3 needs (SAME_STEP)
         "PsiW0-Retarget-v0",
         num_envs=args.num_envs,
-        autoreset_mode=AutoresetMode.DISABLED,  # the adapter resets ended envs the SB3 way
         world_model=args.world_model,
         estimator=args.estimator,
         reward_model=args.reward_model,
         max_episode_steps=args.max_episode_steps,
     )
-    env = SB3VecEnv(vector_env)
     env.seed(seed)
     return env
 

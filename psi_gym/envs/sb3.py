@@ -8,12 +8,17 @@ cut by the time limit rather than terminated.
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecMonitor
 
-    envs = gym.make_vec("PsiW0-Retarget-v0", num_envs=8, autoreset_mode=AutoresetMode.DISABLED)
-    model = PPO("MultiInputPolicy", VecMonitor(SB3VecEnv(envs))).learn(10_000)
+    envs = SB3VecEnv("PsiW0-Retarget-v0", num_envs=8)   # builds the native vector env it needs
+    model = PPO("MultiInputPolicy", VecMonitor(envs)).learn(10_000)
 
-The vector env must not use ``NEXT_STEP`` autoreset (SB3 expects the reset observation in the
-same step): ``DISABLED`` (the adapter resets ended sub-envs with a ``reset_mask``) or
-``SAME_STEP`` (the adapter reads ``final_obs`` / ``final_info``).
+Given an env id (and ``gym.make_vec`` keywords), the adapter builds the vector env with
+``autoreset_mode=SAME_STEP``: an ending sub-env is reset in the same step and its last
+observation and info come in ``final_obs`` / ``final_info``, exactly what SB3 wants. Handed an
+already-built vector env, it takes ``SAME_STEP`` or ``DISABLED`` (it then resets ended sub-envs
+itself with a ``reset_mask``) and refuses ``NEXT_STEP`` (the reset observation would come one
+step late), saying how to build one that fits.
+
+Needs the ``sb3`` extra (``pip install "psi_gym[sb3]"``).
 """
 
 from __future__ import annotations
@@ -24,25 +29,84 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
-from stable_baselines3.common.vec_env.base_vec_env import (
-    VecEnv,
-    VecEnvIndices,
-    VecEnvObs,
-    VecEnvStepReturn,
-)
+
+try:
+    from stable_baselines3.common.vec_env.base_vec_env import (
+        VecEnv,
+        VecEnvIndices,
+        VecEnvObs,
+        VecEnvStepReturn,
+    )
+except ImportError as error:
+    raise ImportError(
+        'psi_gym.envs.sb3 needs Stable-Baselines3, the "sb3" extra: pip install "psi_gym[sb3]"'
+    ) from error
+
+ENV_ID = "PsiW0-Retarget-v0"
+SB3_AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
+
+
+def make_sb3_vector_env(env_id: str = ENV_ID, num_envs: int = 1, **make_kwargs: Any) -> gym.vector.VectorEnv:
+    """``gym.make_vec(env_id, num_envs, **make_kwargs)`` with the autoreset mode SB3 needs
+    (``SAME_STEP`` unless ``autoreset_mode`` asks for ``DISABLED``).
+
+    The mode goes where ``gym.make_vec`` takes it: a keyword of the env's own vector entry point
+    (PsiW0-Retarget-v0), or ``vector_kwargs`` of Gymnasium's sync/async vector envs.
+
+    Raises:
+        ValueError: ``autoreset_mode`` is not one SB3 can use.
+    """
+    mode = make_kwargs.pop("autoreset_mode", AutoresetMode.SAME_STEP)
+    try:
+        mode = AutoresetMode(mode)
+    except ValueError:
+        raise ValueError(f"autoreset_mode must be one of {[m.value for m in AutoresetMode]}, got {mode!r}") from None
+    if mode not in SB3_AUTORESET_MODES:
+        raise ValueError(f"SB3VecEnv needs autoreset_mode SAME_STEP (the default) or DISABLED, got {mode.value}: "
+                         "with NEXT_STEP the reset observation would reach SB3 one step late")
+    spec = gym.spec(env_id)
+    vectorization = make_kwargs.get("vectorization_mode")
+    native = spec.vector_entry_point is not None and vectorization in (None, "vector_entry_point",
+                                                                        gym.VectorizeMode.VECTOR_ENTRY_POINT)
+    if native:
+        make_kwargs["autoreset_mode"] = mode
+    else:
+        make_kwargs["vector_kwargs"] = {**dict(make_kwargs.get("vector_kwargs") or {}), "autoreset_mode": mode}
+    return gym.make_vec(env_id, num_envs=num_envs, **make_kwargs)
 
 
 class SB3VecEnv(VecEnv):
-    """Stable-Baselines3 view of ``env``, a `gymnasium.vector.VectorEnv` (see the module doc)."""
+    """Stable-Baselines3 view of a `gymnasium.vector.VectorEnv` (see the module doc).
 
-    def __init__(self, env: gym.vector.VectorEnv) -> None:
-        if not isinstance(env.unwrapped, gym.vector.VectorEnv):
-            raise TypeError(f"SB3VecEnv wraps a gymnasium.vector.VectorEnv, got {type(env).__name__}")
+    Args:
+        env: an env id (default ``"PsiW0-Retarget-v0"``): the adapter builds the vector env with
+            the autoreset mode it needs (`make_sb3_vector_env`); or an already-built vector env
+            in ``SAME_STEP`` or ``DISABLED`` autoreset mode.
+        num_envs: sub-envs to build (default 1); only with an env id.
+        make_kwargs: ``gym.make_vec`` keywords (env options such as ``world_model=``); only with
+            an env id.
+
+    Raises:
+        ValueError: a built vector env in ``NEXT_STEP`` mode (the message says how to build one).
+        TypeError: not a vector env, or ``num_envs`` / keywords with an already-built env.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv | str = ENV_ID, num_envs: int | None = None, **make_kwargs: Any) -> None:
+        if isinstance(env, str):
+            env = make_sb3_vector_env(env, 1 if num_envs is None else num_envs, **make_kwargs)
+        elif num_envs is not None or make_kwargs:
+            given = sorted(make_kwargs) + (["num_envs"] if num_envs is not None else [])
+            raise TypeError(f"SB3VecEnv takes num_envs and gym.make_vec keywords only with an env id, got {given} "
+                            "with an already-built vector env")
+        if not isinstance(getattr(env, "unwrapped", None), gym.vector.VectorEnv):
+            raise TypeError(f"SB3VecEnv wraps a gymnasium.vector.VectorEnv or an env id, got {type(env).__name__}")
         mode = env.metadata.get("autoreset_mode")
-        if mode not in (AutoresetMode.DISABLED, AutoresetMode.SAME_STEP):
+        if mode not in SB3_AUTORESET_MODES:
+            shown = mode.value if isinstance(mode, AutoresetMode) else mode
             raise ValueError(
-                f"SB3VecEnv needs a vector env with autoreset_mode DISABLED or SAME_STEP, got {mode}; "
-                "make it with gym.make_vec(..., autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED)"
+                f"SB3VecEnv needs a vector env with autoreset_mode SAME_STEP or DISABLED, got {shown}. Let it build "
+                f"one: SB3VecEnv({ENV_ID!r}, num_envs=8, **env_options) (SAME_STEP), or make it with "
+                "gym.make_vec(..., autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)"
             )
         self.env = env
         self.autoreset_mode = mode
