@@ -213,7 +213,7 @@ class EpisodeRecord:
     state: np.ndarray  # (t+1, 22) float32: start joints, then W0's predicted joint states
     actions: np.ndarray  # (t, 22) float32: the policy's actions, clipped to [-1, 1]
     targets: np.ndarray  # (t, 22) float32: the absolute joint targets they were mapped to
-    object_pose: np.ndarray  # (t+1, 7) float32: the demo's start pose, then W0's object position + identity quaternion
+    object_pose: np.ndarray  # (t+1, 7) float32: object position (the demo's start, then W0's predictions) + identity quaternion
     ended: bool
     success: bool
 
@@ -590,11 +590,12 @@ class PsiW0RetargetCore:
         The episode holds ``frames`` (t+1: the demo's real first frame, then W0's predictions),
         ``state`` (W0's joint states), ``action`` (the absolute joint targets applied, what
         `psi_gym.sim.replay.replay_targets` replays from ``state[0]`` in ``scene``),
-        ``object_pose`` (W0's own object position + identity quaternion; row 0 the demo's start
-        pose), ``success`` (the env's verdict), ``scene`` (the demo's), ``parent`` (the demo id)
-        and ``metadata``: ``demo_id``, ``demo_index``, ``policy_actions`` (the policy's actions in
-        [-1, 1]), ``action_mode``, ``residual_gain``, ``reference`` and ``human_object_pose``
-        (the demo's), ``world_model`` and ``reward_model`` (what made it), ``seed`` (of W0's
+        ``object_pose`` (W0's own object position + identity quaternion; row 0 the object's
+        start position in the demo), ``success`` (the env's verdict), ``scene`` (the demo's),
+        ``parent`` (the demo id) and ``metadata``: ``demo_id``, ``demo_index``,
+        ``policy_actions`` (the policy's actions in [-1, 1]), ``action_mode``, ``residual_gain``,
+        ``reference`` and ``human_object_pose`` (the demo's: the episode is itself a demo the env
+        can start from), ``world_model`` and ``reward_model`` (what made it), ``seed`` (of W0's
         noise), ``horizon``, ``ended``.
 
         Raises:

@@ -173,3 +173,26 @@ def test_the_horizon_is_per_sub_env_and_progress_follows_it(env_kwargs):
     obs, *_ = envs.step(np.zeros((2, 22), np.float32))
     np.testing.assert_allclose(obs["progress"][:, 0], [1 / h for h in horizons])
     assert len(load_demo_set("default")) == 48
+
+
+def test_a_failed_batched_step_changes_no_sub_env(world_model_path):
+    calls = []
+
+    def breaks_on_second_call(batch):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("reward model broke")
+        return np.zeros(len(batch), np.float32)
+
+    envs = gym.make_vec(ENV_ID, num_envs=3, world_model=str(world_model_path), reward_model=breaks_on_second_call)
+    envs.reset(seed=0)
+    envs.step(ZERO)
+    before = envs._observations()
+    generators = [g.get_state().clone() for g in envs.core.generators]
+    with pytest.raises(RuntimeError, match="broke"):
+        envs.step(np.ones((3, 22), np.float32))
+    after = envs._observations()
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+    assert envs.core.step_count.tolist() == [1, 1, 1]
+    assert all(np.array_equal(g.get_state(), s) for g, s in zip(envs.core.generators, generators))
