@@ -21,6 +21,12 @@ OBJECT_KINDS = ("apple", "can", "box")
 OBJECT_RGBA = {"apple": "0.85 0.08 0.08 1", "can": "0.95 0.78 0.05 1", "box": "0.10 0.35 0.95 1"}
 TABLE_RGBA = "0.62 0.60 0.55 1"
 MARK_RGBA = "0.10 0.75 0.25 1"
+# The fixed "front" camera every frame is rendered with (world coordinates, MuJoCo's xyaxes
+# convention: the camera's x and y axes; it looks along -(x cross y)). The world model projects
+# the hand and object with the same numbers (`psi_gym.world_model.hand_geometry.Camera`).
+CAMERA_POS = (0.0, -0.40, 0.22)
+CAMERA_XYAXES = ((1.0, 0.0, 0.0), (0.0, 0.287, 0.958))
+CAMERA_FOVY = 45.0  # degrees
 
 
 @dataclass
@@ -61,6 +67,10 @@ class SceneParams:
         if self.object_kind == "can":
             quat = quat_mul(quat, axis_angle_quat((1, 0, 0), np.pi / 2))
         return [float(v) for v in quat]
+
+
+def _numbers(values: tuple[float, ...]) -> str:
+    return " ".join(f"{v:g}" for v in values)
 
 
 def object_geom_xml(kind: str) -> str:
@@ -110,7 +120,7 @@ def scene_xml(hand: HandSpec, object_kind: str, image_size: int = 64) -> str:
     <body name="mark" pos="0 0 -1">
       <geom name="mark" type="cylinder" size="0.05 0.0008" pos="0 0 0.0008" rgba="{MARK_RGBA}" contype="0" conaffinity="0"/>
     </body>
-    <camera name="front" pos="0.0 -0.40 0.22" xyaxes="1 0 0 0 0.287 0.958" fovy="45"/>
+    <camera name="front" pos="{_numbers(CAMERA_POS)}" xyaxes="{_numbers(CAMERA_XYAXES[0] + CAMERA_XYAXES[1])}" fovy="{CAMERA_FOVY:g}"/>
     <body name="object" pos="0 0 0.05">
       <freejoint name="object"/>
       {object_geom_xml(object_kind)}
