@@ -265,7 +265,7 @@ def recover_dir(final: str | os.PathLike, *, wait_s: float = 5.0) -> bool:
         while not final.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
         return False
-    except PermissionError:  # a read-only folder holds no lock file: repair as well as we can
+    except OSError:  # no lock file can be made here (read-only folder): repair as well as we can
         return _recover(final)
 
 

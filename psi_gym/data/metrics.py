@@ -121,8 +121,8 @@ def read_metrics(path: str | os.PathLike) -> list[tuple[int, str, float]]:
 
 
 def plot_metrics(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: str = "") -> Path | None:
-    """Draw every metric of a ``metrics.csv`` against the step: the ``loss*`` ones in one panel, the
-    others (held-out metrics, learning rate) in a second. None if there is nothing to draw."""
+    """Draw every metric of a ``metrics.csv`` against the step: the training loss parts in one panel,
+    held-out metrics in a second, the learning rate in a third. None if there is nothing to draw."""
     from psi_gym.data.plots import Panel, plot_panels
 
     series: dict[str, tuple[list[int], list[float]]] = {}
@@ -132,8 +132,9 @@ def plot_metrics(csv_path: str | os.PathLike, png_path: str | os.PathLike, title
         values.append(value)
     if not series:
         return None
-    losses = {name: s for name, s in series.items() if "loss" in name or name.endswith("mse")}
-    others = {name: s for name, s in series.items() if name not in losses and name != "learning_rate"}
+    # evaluation metrics (held_out_*, eval_*) apart from the training loss parts
+    others = {name: s for name, s in series.items() if name.startswith(("held_out", "eval"))}
+    losses = {name: s for name, s in series.items() if name not in others and name != "learning_rate"}
     panels = [Panel(f"{title} losses".strip(), "step", "loss", losses or series)]
     if others and losses:
         panels.append(Panel(f"{title} other metrics".strip(), "step", "value", others))

@@ -135,9 +135,8 @@ def _draw_panel(image: Image.Image, origin: tuple[int, int], panel: Panel) -> No
     label = label.rotate(90, expand=True)
     image.paste(label, (ox + 8, top), label)
 
-    # lines and legend
-    legend_y = top + 8
-    for number, (name, series) in enumerate(points.items()):
+    # lines, then the legend on a white box in the top right corner
+    for number, series in enumerate(points.values()):
         colour = COLOURS[number % len(COLOURS)]
         coords = [(px(x), py(y)) for x, y in sorted(series)]
         if len(coords) > 1:
@@ -145,9 +144,14 @@ def _draw_panel(image: Image.Image, origin: tuple[int, int], panel: Panel) -> No
         if len(coords) <= 60:
             for x, y in coords:
                 draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-        draw.line([(right - 150, legend_y), (right - 128, legend_y)], fill=colour, width=3)
-        draw.text((right - 122, legend_y), name, fill="black", font=font, anchor="lm")
-        legend_y += 16
+    text_width = max(draw.textlength(name, font=font) for name in points)
+    legend_left = right - text_width - 44
+    draw.rectangle([legend_left, top + 4, right - 4, top + 12 + 16 * len(points)], fill="white", outline=(200, 200, 200))
+    for number, name in enumerate(points):
+        colour = COLOURS[number % len(COLOURS)]
+        legend_y = top + 16 + 16 * number
+        draw.line([(legend_left + 6, legend_y), (legend_left + 28, legend_y)], fill=colour, width=3)
+        draw.text((legend_left + 34, legend_y), name, fill="black", font=font, anchor="lm")
 
 
 def plot_panels(path: str | os.PathLike, panels: Sequence[Panel], columns: int | None = None) -> Path:

@@ -104,10 +104,14 @@ class DatasetJob:
     planned_episodes: int
     count_param: str | None = None
     """the key of ``params`` that holds the number of episodes (may change on resume)."""
+    checks: dict[str, Any] = field(default_factory=dict)
+    """JSON values that must match too but are no arguments (a fingerprint of the input dataset)."""
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps({"command": self.command, "params": self.params,
-                                      "count_param": self.count_param}))
+        job = {"command": self.command, "params": self.params, "count_param": self.count_param}
+        if self.checks:
+            job["checks"] = self.checks
+        return json.loads(json.dumps(job))
 
     def mismatch(self, stored: Any) -> str:
         """'' if a dataset whose info.json holds ``stored`` as its job can be resumed by this job,
@@ -122,6 +126,9 @@ class DatasetJob:
         keys = sorted((set(theirs) | set(mine["params"])) - ignore)
         differences = [f"{key} {theirs.get(key)!r} (now {mine['params'].get(key)!r})" for key in keys
                        if theirs.get(key) != mine["params"].get(key)]
+        their_checks, my_checks = stored.get("checks") or {}, mine.get("checks") or {}
+        differences += [f"another {key}" for key in sorted(set(their_checks) | set(my_checks))
+                        if their_checks.get(key) != my_checks.get(key)]
         return "it has " + ", ".join(differences) if differences else ""
 
 

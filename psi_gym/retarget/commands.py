@@ -70,13 +70,13 @@ def _add_dataset_output(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _open_writer(args: argparse.Namespace, command: str, params: dict[str, Any], planned: int,
-                 count_param: str | None):
+                 count_param: str | None, checks: dict[str, Any] | None = None):
     """The job's `DatasetJobWriter`, opened: every ``--out`` check runs here, before any work."""
     from psi_gym.data.atomic import TargetLockedError
     from psi_gym.data.writer import DatasetJob, DatasetJobWriter
 
     check_output_parent(args.out, "--out")
-    job = DatasetJob(command, {**params, "video": bool(args.video)}, planned, count_param)
+    job = DatasetJob(command, {**params, "video": bool(args.video)}, planned, count_param, checks or {})
     writer = DatasetJobWriter(args.out, job, overwrite=args.overwrite, video=args.video,
                               commit_every=args.commit_every)
     try:
@@ -188,8 +188,8 @@ def run_retarget(args: argparse.Namespace) -> RetargetSummary:
         raise ArgumentProblem("--out", f"{args.out} is the --demos dataset itself; write the retargets elsewhere")
     # the demos are part of the job: a resumed run must retarget the very same ones
     fingerprint = hashlib.sha256((Path(args.demos) / EPISODES_PATH).read_bytes()).hexdigest()[:16]
-    params = {"demos": str(Path(args.demos).resolve()), "demos_fingerprint": fingerprint}
-    with _open_writer(args, "retarget", params, len(demos), None) as writer:
+    params = {"demos": str(Path(args.demos).resolve())}
+    with _open_writer(args, "retarget", params, len(demos), None, checks={"demos_fingerprint": fingerprint}) as writer:
         jobs = [(str(args.demos), i) for i in range(writer.committed, len(demos))]
         writer.write(produce(_retarget_job, jobs, args.workers, "retarget", initial=writer.committed,
                              total=len(demos)))

@@ -341,3 +341,14 @@ def test_kill_9_of_a_real_collect_loses_no_committed_episode(tmp_path):
     for index in (0, 7):  # the episodes are those an uninterrupted run makes
         assert_same_episode(make_rollout(11, index, None, 32), dataset[index])
     print("kill -9 points (waited for, committed):", kills)
+
+
+def test_a_job_matches_on_its_arguments_and_checks():
+    stored = DatasetJob("retarget", {"demos": "/d", "video": False}, 3, checks={"demos_fingerprint": "aa"}).to_json()
+    assert DatasetJob("retarget", {"demos": "/d", "video": False}, 3, checks={"demos_fingerprint": "aa"}).mismatch(stored) == ""
+    assert DatasetJob("retarget", {"demos": "/d", "video": False}, 3,
+                      checks={"demos_fingerprint": "bb"}).mismatch(stored) == "it has another demos_fingerprint"
+    assert "made by 'retarget'" in job(3).mismatch(stored)
+    from psi_gym.data.lerobot import job_command_line
+
+    assert job_command_line(stored, Path("out")) == "psi-gym retarget --demos /d --out out"  # checks are no flags
