@@ -17,6 +17,7 @@ demo's object trajectory, ``p`` the object's position; ``sigma`` and the bonus a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,29 @@ def episode_horizon(config: Any, demo_steps: int) -> int:
     """H of PsiW0-Retarget-v0 for a demo of ``demo_steps`` (its config's ``max_episode_steps`` or
     ``T + episode_slack``)."""
     return int(config.max_episode_steps or demo_steps + config.episode_slack)
+
+
+def select_demos(source: Any, count: int) -> list[Any]:
+    """The first ``count`` demos of a demo set (``"default"``, a folder) whose human demo succeeded,
+    taking the tasks in turn, as `Episode` objects: hand them to an env as ``demos=`` (its demo
+    indices are then 0 .. count-1)."""
+    from collections import defaultdict
+
+    from psi_gym.data.lerobot import EpisodeDataset
+    from psi_gym.envs.demo_set import DEMO_SET_ASSET, DemoSet
+
+    dataset = EpisodeDataset(DEMO_SET_ASSET.resolve(source)) if isinstance(source, (str, os.PathLike)) else source
+    demo_set = DemoSet(dataset)
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for index in demo_set.eligible:
+        by_task[dataset[int(index)].task].append(int(index))
+    queues = [list(group) for _, group in sorted(by_task.items())]
+    chosen: list[int] = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    return [dataset[i] for i in sorted(chosen)]
 
 
 def demo_refs(vector_env: Any, indices: Sequence[int] | None = None) -> list[DemoRef]:
@@ -199,5 +223,5 @@ def run_plans_in_sim(demos: Sequence[DemoRef], plans: Sequence[np.ndarray], rend
     return SimResults(np.asarray(returns, np.float32), np.asarray(success, bool), verdicts)
 
 
-__all__ = ["DemoRef", "PlanResults", "SimResults", "demo_refs", "episode_horizon", "plan_targets", "run_in_env",
+__all__ = ["DemoRef", "PlanResults", "SimResults", "demo_refs", "episode_horizon", "plan_targets", "run_in_env", "select_demos",
            "run_plans_in_env", "run_plans_in_sim", "sim_tracking_return"]

@@ -1,0 +1,149 @@
+"""The agents part's subcommands. `psi_gym.cli` lists them from `COMMANDS`; nothing here imports the CLI.
+
+* ``psi-gym train-r2 --demos HUMAN_DEMOS [--rollouts ROLLOUTS ...] --out DIR``: behaviour cloning
+  of Psi-R2 on retargeted human demos (touch as a masked label) and robot rollouts;
+* ``psi-gym refine --demos HELDOUT [--tuning-demos TUNING] --refiner cem|ppo --seed S``: refine
+  held-out demos inside W0, sim-verified, beside its controls (`psi_gym.agents.refine`);
+* ``psi-gym evaluate --policies ... --demos HELDOUT``: policies' success estimated in W0 vs true in
+  the simulator, Pearson and Spearman (`psi_gym.agents.evaluation`).
+
+Heavy imports (torch, TorchRL, MuJoCo) happen when a job runs, so that ``psi-gym --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+# ---------------------------------------------------------------------------------- train-r2
+def configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--demos", type=Path, nargs="*", default=[], help="human demo dataset(s) (psi-gym demos)")
+    p.add_argument("--rollouts", type=Path, nargs="*", default=[],
+                   help="robot rollout dataset(s) (psi-gym collect); those retargeting a human demo are used")
+    p.add_argument("--include-failures", action="store_true", help="also clone robot rollouts that failed in the sim")
+    p.add_argument("--out", type=Path, required=True, help="output folder: checkpoint-*/ and final/ (from_pretrained)")
+    p.add_argument("--architecture", choices=("wan", "cnn"), default="wan")
+    p.add_argument("--action-space", choices=("synergy", "joint"), default="synergy")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--touch-weight", type=float, default=0.2, help="weight of the masked touch label (0: off)")
+    p.add_argument("--frame-weight", type=float, default=1.0, help="weight of the next-frame target")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_train(args: argparse.Namespace) -> Any:
+    from psi_gym.agents.behavior_cloning import BCConfig, BCLossWeights, build_samples, collect_sources, train_behavior_cloning
+    from psi_gym.agents.policy import PsiR2Config
+    from psi_gym.data.lerobot import EpisodeDataset
+
+    if not args.demos and not args.rollouts:
+        raise ValueError("give --demos (human demos) and/or --rollouts (robot rollouts)")
+    _threads(args)
+    humans = [episode for root in args.demos for episode in EpisodeDataset(root)]
+    robots = [episode for root in args.rollouts for episode in EpisodeDataset(root)]
+    policy = PsiR2Config(architecture=args.architecture, action_space=args.action_space)
+    config = BCConfig(policy=policy, weights=BCLossWeights(touch=args.touch_weight, next_frame=args.frame_weight),
+                      steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                      checkpoint_every=args.checkpoint_every, seed=args.seed, progress=not args.no_progress)
+    sources = collect_sources(humans, robots, successes_only=not args.include_failures)
+    samples = build_samples(sources, policy)
+    _, summary = train_behavior_cloning(samples, config, args.out)
+    return summary
+
+
+# ------------------------------------------------------------------------------------ refine
+def configure_refine(p: argparse.ArgumentParser) -> None:
+    from psi_gym.agents.search import SearchConfig
+
+    search = SearchConfig()
+    p.add_argument("--demos", required=True, help="held-out demos (retargeted dataset, or human demos): reported")
+    p.add_argument("--tuning-demos", default="default", help="tuning demos, another seed (default: the shipped set)")
+    p.add_argument("--refiner", choices=("cem", "ppo"), default="cem")
+    p.add_argument("--num-demos", type=int, default=8, help="held-out demos used")
+    p.add_argument("--num-tuning-demos", type=int, default=8)
+    p.add_argument("--world-model", default="default", help="W0: 'default', a folder, or random:debug")
+    p.add_argument("--estimator", default="default")
+    p.add_argument("--reward-model", default="object_tracking")
+    p.add_argument("--population", type=int, default=search.population, help="CEM candidates per demo per iteration")
+    p.add_argument("--iterations", type=int, default=search.iterations, help="CEM iterations")
+    p.add_argument("--elites", type=int, default=search.elites)
+    p.add_argument("--init-std", type=float, default=search.init_std)
+    p.add_argument("--max-rows", type=int, default=128, help="W0 env rows per batched step")
+    p.add_argument("--policy", default=None, help="R2 folder PPO starts from (psi-gym train-r2); default: a fresh R2")
+    p.add_argument("--policy-architecture", choices=("wan", "cnn"), default="wan", help="a fresh R2's trunk")
+    p.add_argument("--ppo-iterations", type=int, default=20)
+    p.add_argument("--ppo-num-envs", type=int, default=16)
+    p.add_argument("--ppo-epochs", type=int, default=4)
+    p.add_argument("--ppo-learning-rate", type=float, default=3e-4)
+    p.add_argument("--ppo-log-std", type=float, default=-1.0, help="exploration noise (pre-tanh log std) PPO starts from")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="run folder: summary.json, records.jsonl, videos/, ppo/")
+    p.add_argument("--videos", type=int, default=4, help="mp4s of refined rollouts: W0 | sim replay")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_refine(args: argparse.Namespace) -> dict[str, Any]:
+    from psi_gym.agents.refine import RefineConfig, refine_demos
+    from psi_gym.agents.search import SearchConfig
+
+    _threads(args)
+    config = RefineConfig(
+        demos=args.demos, tuning_demos=args.tuning_demos, refiner=args.refiner, num_demos=args.num_demos,
+        num_tuning_demos=args.num_tuning_demos, world_model=args.world_model, estimator=args.estimator,
+        reward_model=args.reward_model,
+        search=SearchConfig(population=args.population, iterations=args.iterations, elites=args.elites,
+                            init_std=args.init_std),
+        max_rows=args.max_rows, policy=args.policy, policy_architecture=args.policy_architecture,
+        ppo_iterations=args.ppo_iterations, ppo_num_envs=args.ppo_num_envs, ppo_epochs=args.ppo_epochs,
+        ppo_learning_rate=args.ppo_learning_rate, ppo_log_std=args.ppo_log_std, seed=args.seed,
+        out=str(args.out) if args.out else None, videos=args.videos, progress=not args.no_progress,
+    )
+    return refine_demos(config)
+
+
+# ---------------------------------------------------------------------------------- evaluate
+def configure_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policies", nargs="+", required=True,
+                   help="R2 folders (FOLDER or FOLDER@NOISE: sampling with that pre-tanh std), 'raw', 'random:SIZE'")
+    p.add_argument("--demos", default="default", help="held-out demos the policies are run on")
+    p.add_argument("--num-demos", type=int, default=24)
+    p.add_argument("--world-model", default="default")
+    p.add_argument("--estimator", default="default")
+    p.add_argument("--num-envs", type=int, default=24)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from psi_gym.agents.evaluation import EvaluateConfig, evaluate_policies
+
+    _threads(args)
+    return evaluate_policies(EvaluateConfig(policies=args.policies, demos=args.demos, num_demos=args.num_demos,
+                                            world_model=args.world_model, estimator=args.estimator,
+                                            num_envs=args.num_envs, seed=args.seed, progress=not args.no_progress))
+
+
+COMMANDS = {
+    "train-r2": ("behaviour cloning of Psi-R2 on retargeted human demos (touch masked) and robot rollouts",
+                 configure_train, run_train),
+    "refine": ("refine held-out retargeted demos inside W0 (CEM or PPO), sim-verified, beside its controls",
+               configure_refine, run_refine),
+    "evaluate": ("policies' success estimated in W0 vs true in the simulator: Pearson and Spearman",
+                 configure_evaluate, run_evaluate),
+}
+"""name -> (help, configure(parser), run(args) -> summary), listed by `psi_gym.cli`."""
