@@ -97,56 +97,44 @@ DEBUG_BACKBONE = WanBackboneConfig(
 )
 
 
-def backbone_in_channels(num_context_frames: int, coordinate_channels: bool) -> int:
-    """Input channels of the backbone: noisy frame + K context frames (+ x, y coordinates)."""
-    return 3 * (num_context_frames + 1) + (2 if coordinate_channels else 0)
+def renderer_in_channels() -> int:
+    """Input channels of the renderer's backbone: the noisy frame, the episode's first frame, the
+    state's sketch (3 channels) and (x, y) pixel coordinates."""
+    return 3 + 3 + 3 + 2
 
 
 @dataclass
 class WorldModelConfig:
-    """Everything `WorldModel` needs: sizes, normalisation and the sampler's defaults.
-
-    Normalisation ranges (``*_low``/``*_high``, physical units) map each dimension to [-1, 1];
-    `psi_gym.world_model.training` computes them from the training episodes. ``None`` means
-    [-1, 1] already (no scaling).
-    """
+    """Everything `WorldModel` needs: sizes of its three parts and the sampler's defaults."""
 
     image_size: int = 64
     """frames are ``image_size x image_size`` RGB."""
-    num_context_frames: int = 2
-    """K: frames t-K+1..t condition the prediction of frame t+1."""
     state_dim: int = STATE_DIM
     action_dim: int = ACTION_DIM
-    object_position_dim: int = OBJECT_POSITION_DIM
     instruction_dim: int = INSTRUCTION_DIM
-    num_action_tokens: int = 2
-    """conditioning tokens made from (action, state); one more token carries the instruction."""
-    readout_dim: int = 8
-    """per-token width of the trunk read-out that the state/object heads see (kept spatial)."""
-    head_hidden_dim: int = 256
-    predict_residual: bool = True
-    """x0 = last context frame + network output (the static scene is free)."""
-    coordinate_channels: bool = True
-    """feed (x, y) pixel coordinates as two more input channels (absolute position for the tokens)."""
+    num_condition_tokens: int = 4
+    """cross-attention tokens made from the state the renderer draws; one more carries the instruction."""
+    condition_hidden_dim: int = 256
+    """width of the MLP that makes those tokens."""
+    dynamics_hidden_dim: int = 512
+    """width of the dynamics MLP."""
+    dynamics_num_layers: int = 3
+    perception_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 128])
+    """conv widths of the perception CNN (each halves the resolution)."""
+    perception_hidden_dim: int = 256
     num_inference_steps: int = 1
-    """flow-matching steps of `predict`. Measured on MuJoCo rollouts: 1 step gave the best one-step
-    PSNR and equal 16-step rollouts at half the cost of 2; use 2-4 for committed (sharper) samples."""
+    """flow-matching steps of the renderer in `predict`."""
     sigma_shift: float = 1.0
     """flow-matching timestep shift of the sampling schedule (1 = none)."""
     stochastic_sampling: bool = False
     """re-noise with fresh noise between steps instead of the deterministic Euler update."""
-    action_low: list[float] | None = None
-    action_high: list[float] | None = None
-    state_low: list[float] | None = None
-    state_high: list[float] | None = None
-    object_low: list[float] | None = None
-    object_high: list[float] | None = None
     backbone: WanBackboneConfig = field(default_factory=WanBackboneConfig)
 
     def to_kwargs(self) -> dict[str, Any]:
         """Flat keyword arguments of `WorldModel.__init__` (what ``config.json`` holds)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["backbone"] = self.backbone.to_dict()
+        out["perception_channels"] = list(self.perception_channels)
         return out
 
     @classmethod
@@ -154,9 +142,8 @@ class WorldModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in values.items() if k in names}
         kwargs["backbone"] = WanBackboneConfig.from_dict(dict(kwargs.get("backbone") or {}))
-        for key, value in kwargs.items():
-            if key.endswith(("_low", "_high")) and value is not None:
-                kwargs[key] = [float(v) for v in value]
+        if kwargs.get("perception_channels") is not None:
+            kwargs["perception_channels"] = [int(v) for v in kwargs["perception_channels"]]
         return cls(**kwargs)
 
 
@@ -166,8 +153,10 @@ def tiny_config(**changes: Any) -> WorldModelConfig:
 
 
 def debug_config(**changes: Any) -> WorldModelConfig:
-    """A few-thousand-parameter model for unit tests."""
-    base = WorldModelConfig(backbone=DEBUG_BACKBONE, head_hidden_dim=16, readout_dim=2, num_action_tokens=1)
+    """A small model for unit tests."""
+    base = WorldModelConfig(backbone=DEBUG_BACKBONE, num_condition_tokens=1, condition_hidden_dim=16,
+                            dynamics_hidden_dim=32, dynamics_num_layers=1, perception_channels=[8, 8, 8, 8],
+                            perception_hidden_dim=16)
     return dataclasses.replace(base, **changes)
 
 
@@ -176,17 +165,31 @@ TIME_SAMPLINGS = ("uniform", "logit_normal", "inference_mix")
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of `train_world_model` (sizes of the model live in ``model``)."""
+    """Hyper-parameters of `train_world_model` (sizes of the model live in ``model``).
+
+    Each step trains the three parts on their own batches: the dynamics on unrolls of its own
+    predictions (``dynamics_batch_size`` windows of ``unroll_length(step)`` steps), the renderer
+    on ``batch_size`` frames drawn from their true states, the perception on
+    ``perception_batch_size`` first frames."""
 
     model: WorldModelConfig = field(default_factory=tiny_config)
-    """architecture; normalisation ranges are filled in from the data."""
+    """architecture."""
     init_from: str | None = None
     """start from this world-model or Wan diffusers folder instead of a fresh model."""
     num_steps: int = 3000
     batch_size: int = 32
+    """renderer frames per step."""
+    dynamics_batch_size: int = 64
+    """dynamics windows per step."""
+    perception_batch_size: int = 32
+    unroll_schedule: tuple[tuple[float, int], ...] = ((0.0, 8), (0.25, 16), (0.5, 0))
+    """``(fraction of num_steps, unroll length)`` from that point on; 0 = the whole episode. The
+    dynamics first learns single moves, then whole episodes of its own predictions."""
+    perception_noise: float = 0.002
+    """m: std of the noise on an unroll's start object position (what perception gets wrong)."""
     learning_rate: float = 1e-3
     min_learning_rate: float = 1e-4
-    warmup_steps: int = 100
+    warmup_steps: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     time_sampling: str = "inference_mix"
@@ -194,22 +197,18 @@ class TrainConfig:
     logit_mean: float = 0.0
     logit_std: float = 1.0
     change_weight: float = 4.0
-    """lambda: extra weight of pixels that change between the last context frame and the target."""
+    """lambda: extra weight of pixels that differ from the episode's first frame (hand, object)."""
     change_threshold: float = 0.04
     """in [-1, 1] units (0.04 ~ 5/255)."""
     change_dilation: int = 2
     """pixels the change mask grows by."""
-    state_loss_weight: float = 1.0
-    object_loss_weight: float = 1.0
-    context_noise: float = 0.0
-    """max std of Gaussian noise added to context frames (per-sample uniform level)."""
-    self_rollout_prob: float = 0.25
-    """probability that a batch's newest context frame is the model's own prediction."""
+    dynamics_loss_weight: float = 1.0
+    perception_loss_weight: float = 1.0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     seed: int = 0
     mixed_precision: str = "no"
-    """``no``, ``bf16`` or ``fp16`` (accelerate)."""
+    """``no``, ``bf16`` or ``fp16`` (accelerate); the dynamics and perception stay float32."""
     max_time_s: float | None = None
     """stop early (and save) after this much wall time."""
     robot_only: bool = True
@@ -219,3 +218,11 @@ class TrainConfig:
     eval_every: int = 0
     """steps between calls of ``train_world_model``'s ``callback`` (0: never)."""
     progress: bool = True
+
+    def unroll_length(self, step: int) -> int:
+        """The dynamics' unroll length at ``step`` (0: the whole episode)."""
+        length = self.unroll_schedule[0][1]
+        for fraction, value in self.unroll_schedule:
+            if step >= fraction * self.num_steps:
+                length = value
+        return length

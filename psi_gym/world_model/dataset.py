@@ -1,15 +1,19 @@
-"""Training windows cut from robot episodes, pre-stacked in memory so batching costs nothing.
+"""Robot episodes stacked in memory for training Psi-W0's three parts.
 
-One window per control step ``t`` of an episode (``K`` = number of context frames):
+Every frame, joint state and object pose of every episode sits in one flat tensor (frame ``t`` of
+episode ``e`` at row ``offset[e] + t``), so a batch is an index gather:
 
-=================  ===========================================================================
-context frames     frames t-K+1..t (frame 0 repeated before the episode starts)
-state, action      joint state at t, joint targets commanded at t
-targets            frame t+1, joint state t+1, object position t+1
-previous window    the window of step t-1 in the same episode (for self-rollout training)
-=================  ===========================================================================
-
-All frames of all episodes sit in one uint8 tensor; windows are rows of index tensors into it.
+================== =====================================================================
+sample             what it holds
+================== =====================================================================
+`unrolls`          a start state (true joints, object pose, previous ones) and the next L
+                   joint targets with the true states after each, for the dynamics; rows
+                   past an episode's end are masked
+`frames`           the episode's first frame, a frame t and the true state at t, for the
+                   renderer
+`first_frames`     frames where the object still rests where it started, with its pose and
+                   descriptor, for the perception
+================== =====================================================================
 """
 
 from __future__ import annotations
@@ -22,130 +26,148 @@ import torch
 
 from psi_gym.data.episode import Episode
 
+from .world_state import WorldState, object_descriptor, quaternion_to_matrix
+
+REST_TOLERANCE = 0.002  # m: the object counts as resting where it started within this
+
 
 @dataclass
-class WindowBatch:
-    """A batch in model units: frames in [-1, 1] channels-first, vectors normalised.
+class UnrollBatch:
+    """Dynamics windows: ``start`` (B rows), ``targets`` (B, L, 22), truths after each step
+    ``joint_state`` (B, L, 22), ``object_position`` (B, L, 3), ``object_rotation`` (B, L, 3, 3),
+    ``mask`` (B, L) 1 where the step exists."""
 
-    Shapes: context (B, K, 3, H, W), target_frame (B, 3, H, W), state/next_state (B, S),
-    action (B, A), next_object_position (B, 3), instruction_embedding (B, 384);
-    previous (B,) index of the window one step earlier, -1 at an episode's first step.
-    """
+    start: WorldState
+    targets: torch.Tensor
+    joint_state: torch.Tensor
+    object_position: torch.Tensor
+    object_rotation: torch.Tensor
+    mask: torch.Tensor
 
-    context: torch.Tensor
-    target_frame: torch.Tensor
-    state: torch.Tensor
-    action: torch.Tensor
-    next_state: torch.Tensor
-    next_object_position: torch.Tensor
+
+@dataclass
+class FrameBatch:
+    """Renderer samples: ``scene`` and ``target`` (B, 3, H, W) in [-1, 1], the true ``state`` at the
+    target frame, ``instruction_embedding`` (B, 384)."""
+
+    scene: torch.Tensor
+    target: torch.Tensor
+    state: WorldState
     instruction_embedding: torch.Tensor
-    previous: torch.Tensor
 
 
-def compute_normalization(episodes: Sequence[Episode], margin: float = 0.05) -> dict[str, list[float]]:
-    """Per-dimension low/high of actions, states and object positions, widened by ``margin``.
+@dataclass
+class PerceptionBatch:
+    """Perception samples: ``frames`` (B, 3, H, W) in [-1, 1]; ``position`` (B, 3), ``rotation``
+    (B, 3, 3), ``descriptor`` (B, 6) of the object in them."""
 
-    Dimensions that never move get a range of at least 1e-3 around their value, so that
-    normalising never divides by zero.
-    """
-    if not episodes:
-        raise ValueError("cannot compute normalisation ranges from zero episodes")
-    stacks = {
-        "action": np.concatenate([ep.action for ep in episodes]),
-        "state": np.concatenate([ep.state for ep in episodes]),
-        "object": np.concatenate([ep.object_pose[:, :3] for ep in episodes]),
-    }
-    out: dict[str, list[float]] = {}
-    for name, values in stacks.items():
-        low, high = values.min(axis=0).astype(np.float64), values.max(axis=0).astype(np.float64)
-        pad = np.maximum((high - low) * margin, 5e-4)
-        out[f"{name}_low"] = (low - pad).tolist()
-        out[f"{name}_high"] = (high + pad).tolist()
-    return out
+    frames: torch.Tensor
+    position: torch.Tensor
+    rotation: torch.Tensor
+    descriptor: torch.Tensor
 
 
-class WindowDataset:
-    """All (context, state, action) -> (next frame, next state, next object position) windows.
+def _to_model(frames: torch.Tensor) -> torch.Tensor:
+    return frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+class EpisodeTensors:
+    """All training episodes, flat (see the module doc).
 
     Args:
-        episodes: robot episodes with matching image size and state/action widths.
-        num_context_frames: K.
+        episodes: robot episodes with frames, state, action, object_pose and a scene dict.
         instruction_embeddings: ``{instruction: (384,) tensor}`` for every episode's instruction.
-        normalize: callables (from the model) mapping physical state/action/object position
-            to model units: ``{"state": f, "action": f, "object": f}``.
     """
 
-    def __init__(self, episodes: Sequence[Episode], num_context_frames: int,
-                 instruction_embeddings: dict[str, torch.Tensor], normalize: dict) -> None:
+    def __init__(self, episodes: Sequence[Episode], instruction_embeddings: dict[str, torch.Tensor]) -> None:
         if not episodes:
-            raise ValueError("WindowDataset needs at least one episode")
-        sizes = {ep.frames.shape[1:] for ep in episodes}
-        if len(sizes) != 1:
-            raise ValueError(f"all episodes must share one frame size, got {sorted(sizes)}")
-        frames, context, target, previous = [], [], [], []
-        state, action, next_state, next_object, instruction_id = [], [], [], [], []
-        instructions = sorted({ep.instruction for ep in episodes})
-        instruction_index = {text: i for i, text in enumerate(instructions)}
-        frame_offset = window_offset = 0
-        for ep in episodes:
-            steps = ep.num_steps
-            frames.append(torch.from_numpy(np.ascontiguousarray(ep.frames)))
-            t = np.arange(steps)
-            lags = np.arange(num_context_frames - 1, -1, -1)  # K-1 .. 0: oldest first
-            context.append(frame_offset + np.maximum(t[:, None] - lags[None, :], 0))
-            target.append(frame_offset + t + 1)
-            previous.append(np.where(t > 0, window_offset + t - 1, -1))
-            state.append(ep.state[:-1])
-            action.append(ep.action)
-            next_state.append(ep.state[1:])
-            next_object.append(ep.object_pose[1:, :3])
-            instruction_id.append(np.full(steps, instruction_index[ep.instruction]))
-            frame_offset += steps + 1
-            window_offset += steps
-        self.frames = torch.cat(frames)  # (F, H, W, 3) uint8
-        self.context_index = torch.from_numpy(np.concatenate(context)).long()
-        self.target_index = torch.from_numpy(np.concatenate(target)).long()
-        self.previous_index = torch.from_numpy(np.concatenate(previous)).long()
-        with torch.no_grad():
-            self.state = normalize["state"](torch.from_numpy(np.concatenate(state))).float()
-            self.action = normalize["action"](torch.from_numpy(np.concatenate(action))).float()
-            self.next_state = normalize["state"](torch.from_numpy(np.concatenate(next_state))).float()
-            self.next_object = normalize["object"](torch.from_numpy(np.concatenate(next_object))).float()
-        self.instruction_id = torch.from_numpy(np.concatenate(instruction_id)).long()
-        self.instructions = instructions
-        self.instruction_table = torch.stack([instruction_embeddings[text].float() for text in instructions])
-        self.num_episodes = len(episodes)
-
-    def to(self, device: torch.device | str) -> WindowDataset:
-        """Move the stacked tensors (frames stay uint8) to ``device``, e.g. the GPU, once."""
-        for name in ("frames", "context_index", "target_index", "state", "action", "next_state",
-                     "next_object", "instruction_id", "instruction_table"):
-            setattr(self, name, getattr(self, name).to(device))
-        return self
+            raise ValueError("no episodes to train on")
+        lengths = np.array([ep.num_steps for ep in episodes], dtype=np.int64)
+        if (lengths < 1).any():
+            raise ValueError("episodes need at least one step")
+        self.num_steps = torch.from_numpy(lengths)
+        self.frame_offset = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]))
+        self.step_offset = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]]))
+        self.frames = torch.from_numpy(np.concatenate([ep.frames for ep in episodes]))
+        self.joint_state = torch.from_numpy(np.concatenate([ep.state for ep in episodes]).astype(np.float32))
+        self.targets = torch.from_numpy(np.concatenate([ep.action for ep in episodes]).astype(np.float32))
+        poses = np.concatenate([ep.object_pose for ep in episodes]).astype(np.float32)
+        self.object_position = torch.from_numpy(poses[:, :3].copy())
+        self.object_rotation = quaternion_to_matrix(poses[:, 3:])
+        self.descriptor = torch.from_numpy(np.stack([object_descriptor(ep.scene) for ep in episodes]))
+        texts = sorted({ep.instruction for ep in episodes})
+        missing = [t for t in texts if t not in instruction_embeddings]
+        if missing:
+            raise ValueError(f"no instruction embedding for {missing}")
+        self.embeddings = torch.stack([torch.as_tensor(instruction_embeddings[t], dtype=torch.float32) for t in texts])
+        self.instruction = torch.tensor([texts.index(ep.instruction) for ep in episodes])
+        # frames where the object has not moved yet (perception's targets are unambiguous there)
+        moved = np.concatenate([np.linalg.norm(ep.object_pose[:, :3] - ep.object_pose[:1, :3], axis=-1) > REST_TOLERANCE
+                                for ep in episodes])
+        resting = ~moved & np.concatenate([np.arange(ep.num_steps + 1) <= 4 for ep in episodes])
+        self.resting_frames = torch.from_numpy(np.nonzero(resting)[0])
+        self.frame_episode = torch.repeat_interleave(torch.arange(len(episodes)), self.num_steps + 1)
 
     def __len__(self) -> int:
-        return int(self.target_index.shape[0])
+        return int(self.num_steps.shape[0])
 
-    @staticmethod
-    def _to_model_frames(frames: torch.Tensor) -> torch.Tensor:
-        # (..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1]
-        return frames.movedim(-1, -3).float() / 127.5 - 1.0
+    @property
+    def max_steps(self) -> int:
+        return int(self.num_steps.max())
 
-    def get(self, index: torch.Tensor, device: torch.device | str = "cpu") -> WindowBatch:
-        """The windows at ``index`` (a (B,) long tensor), moved to ``device``."""
-        previous = self.previous_index[index.to("cpu")]
-        index = index.to(self.frames.device)
-        return WindowBatch(
-            context=self._to_model_frames(self.frames[self.context_index[index]].to(device)),
-            target_frame=self._to_model_frames(self.frames[self.target_index[index]].to(device)),
-            state=self.state[index].to(device),
-            action=self.action[index].to(device),
-            next_state=self.next_state[index].to(device),
-            next_object_position=self.next_object[index].to(device),
-            instruction_embedding=self.instruction_table[self.instruction_id[index]].to(device),
-            previous=previous,
+    def _state(self, rows: torch.Tensor, previous: torch.Tensor, episodes: torch.Tensor) -> WorldState:
+        return WorldState(
+            joint_state=self.joint_state[rows], previous_joint_state=self.joint_state[previous],
+            object_position=self.object_position[rows], previous_object_position=self.object_position[previous],
+            object_rotation=self.object_rotation[rows], previous_object_rotation=self.object_rotation[previous],
+            object_descriptor=self.descriptor[episodes], scene_frame=self.frames[self.frame_offset[episodes]],
         )
 
-    def sample(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> WindowBatch:
-        index = torch.randint(0, len(self), (batch_size,), generator=generator)
-        return self.get(index, device)
+    def unrolls(self, batch: int, length: int, generator: torch.Generator, position_noise: float = 0.0) -> UnrollBatch:
+        """``batch`` windows of ``length`` steps (0 or more than an episode: from its start, masked past its end)."""
+        episodes = torch.randint(0, len(self), (batch,), generator=generator)
+        steps = self.num_steps[episodes]
+        length = self.max_steps if length <= 0 else min(int(length), self.max_steps)
+        room = (steps - length).clamp_min(0)
+        start = (torch.rand(batch, generator=generator) * (room + 1).float()).long().clamp(max=room)
+        rows = self.frame_offset[episodes] + start
+        previous = torch.where(start > 0, rows - 1, rows)
+        state = self._state(rows, previous, episodes)
+        if position_noise > 0:
+            noise = torch.randn(batch, 3, generator=generator) * position_noise
+            state.object_position = state.object_position + noise
+            state.previous_object_position = state.previous_object_position + noise
+        offsets = torch.arange(length)
+        mask = (start[:, None] + offsets[None]) < steps[:, None]
+        step_index = (start[:, None] + offsets[None]).clamp(max=steps[:, None] - 1)
+        target_rows = self.step_offset[episodes][:, None] + step_index
+        truth_rows = self.frame_offset[episodes][:, None] + step_index + 1
+        return UnrollBatch(start=state, targets=self.targets[target_rows], joint_state=self.joint_state[truth_rows],
+                           object_position=self.object_position[truth_rows],
+                           object_rotation=self.object_rotation[truth_rows], mask=mask.float())
+
+    def frame_samples(self, batch: int, generator: torch.Generator) -> FrameBatch:
+        """``batch`` (first frame, frame t, state at t) samples, t uniform over all frames."""
+        rows = torch.randint(0, self.frames.shape[0], (batch,), generator=generator)
+        episodes = self.frame_episode[rows]
+        first = self.frame_offset[episodes]
+        previous = torch.where(rows > first, rows - 1, rows)
+        state = self._state(rows, previous, episodes)
+        return FrameBatch(scene=_to_model(self.frames[first]), target=_to_model(self.frames[rows]), state=state,
+                          instruction_embedding=self.embeddings[self.instruction[episodes]])
+
+    def perception_samples(self, batch: int, generator: torch.Generator) -> PerceptionBatch:
+        """``batch`` frames where the object still rests at its start pose, with that pose."""
+        pick = torch.randint(0, len(self.resting_frames), (batch,), generator=generator)
+        rows = self.resting_frames[pick]
+        episodes = self.frame_episode[rows]
+        return PerceptionBatch(frames=_to_model(self.frames[rows]), position=self.object_position[rows],
+                               rotation=self.object_rotation[rows], descriptor=self.descriptor[episodes])
+
+    def episode_start(self, index: int) -> tuple[WorldState, torch.Tensor]:
+        """Episode ``index``'s true start state and its joint targets (T, 22), for evaluation."""
+        episodes = torch.tensor([index])
+        row = self.frame_offset[episodes]
+        steps = int(self.num_steps[index])
+        offset = int(self.step_offset[index])
+        return self._state(row, row, episodes), self.targets[offset: offset + steps]
