@@ -170,12 +170,14 @@ def step_samples(source: BCSource, config: PsiR2Config, embedding: np.ndarray) -
 def collect_sources(human_demos: Iterable[Any] = (), robot_episodes: Iterable[Any] = (), successes_only: bool = True,
                     episode_slack: int = DEFAULT_EPISODE_SLACK, progress: Callable[[int], None] | None = None
                     ) -> list[BCSource]:
-    """`BCSource` of human demos (retargeted) and robot rollouts (with a reference, successful ones
-    only by default)."""
+    """`BCSource` of human demos (retargeted) and robot rollouts (with a reference); by default only
+    successful ones (the human did the task; the robot did, in the simulator)."""
     sources = []
     for demo in human_demos:
         if demo.embodiment != "human":
             raise ValueError(f"--demos must hold human demos (psi-gym demos), got a {demo.embodiment} episode")
+        if successes_only and not demo.success:  # the human's intent only where the human did the task
+            continue
         sources.append(human_demo_source(demo, episode_slack))
         if progress:
             progress(1)
