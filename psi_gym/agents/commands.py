@@ -118,7 +118,8 @@ def run_refine(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- evaluate
 def configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", nargs="+", required=True,
-                   help="R2 folders (FOLDER or FOLDER@NOISE: sampling with that pre-tanh std), 'raw', 'random:SIZE'")
+                   help="R2 folders (FOLDER or FOLDER@NOISE: sampling with that pre-tanh std), 'raw', 'random:SIZE', "
+                        "'oracle' or 'oracle+SIZE' (CEM scored by the simulator: good by construction)")
     p.add_argument("--demos", default="default", help="held-out demos the policies are run on")
     p.add_argument("--num-demos", type=int, default=24)
     p.add_argument("--world-model", default="default")

@@ -12,17 +12,18 @@ The experiment behind the project's headline, with its controls, on demos the re
 
 Reported per task and overall (fractions of held-out demos):
 
-=============================== ==========================================================
-``raw_success``                 the raw retarget (residual 0) over the env's horizon, sim
-``refined_success``             the refined plans, sim-verified
-``w0_predicted_success``        the refined plans, W0's own verdict (what W0 believes)
-``control_random_success``      a random residual of the same size (RMS) as each refined one, sim
-``control_mean_residual_success`` one mean residual per task, from the same refiner run on the
-                                tuning demos only, applied to the held-out demos, sim
-``sim_search_success``          the same search scored by the simulator (the upper reference:
-                                what W0 stands in for); for ``ppo``, CEM in the simulator
-``policy_closed_loop_sim_success`` R2 (after PPO) run closed loop in the simulator (judge)
-=============================== ==========================================================
+=================================== ======================================================
+``raw_success``                     the raw retarget (residual 0) over the env's horizon, sim
+``refined_success``                 the refined plans, sim-verified
+``w0_predicted_success``            the refined plans, W0's own verdict (what W0 believes)
+``control_random_success``          a random residual of the same size (RMS) as each refined
+                                    one, sim
+``control_mean_residual_success``   one mean residual per task, from the same refiner run on
+                                    the tuning demos only, applied to the held-out demos, sim
+``sim_search_success``              the same search scored by the simulator (the upper
+                                    reference: what W0 stands in for); for ``ppo``, CEM
+``policy_closed_loop_sim_success``  R2 (after PPO) run closed loop in the simulator (judge)
+=================================== ======================================================
 
 Nothing that trains or refines reads the judge: the refiner sees W0's returns on held-out demos,
 the mean residual comes from W0 on tuning demos; the simulator only scores ``sim_search`` (the
