@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
 from psi_gym.cli import main
@@ -42,6 +43,7 @@ def test_bench_and_bench_w0_write_json_and_plot(tmp_path, capsys):
     assert _png(tmp_path / "bw" / "bench-w0.png") == (1120, 400)
 
 
+@pytest.mark.slow
 def test_trainers_log_loss_curves(tmp_path, capsys):
     from psi_gym.data.lerobot import write_dataset
     from psi_gym.data.metrics import read_metrics

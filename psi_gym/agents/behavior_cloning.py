@@ -232,6 +232,35 @@ def bc_loss(policy: PsiR2Policy, batch: dict[str, torch.Tensor], weights: BCLoss
                   "touch": touch_loss.item()}
 
 
+@torch.no_grad()
+def evaluate_behavior_cloning(policy: PsiR2Policy, samples: BCSamples, batch_size: int = 256) -> dict[str, float]:
+    """Held-out numbers of a cloned policy: action MSE (``tanh(loc)`` vs labels), next-frame MSE, and
+    on samples with touch, the touch accuracy and F1 (contact = logit > 0)."""
+    policy.eval()
+    action_error, frame_error, hits, true_pos, false_pos, false_neg, touched = [], [], 0.0, 0.0, 0.0, 0.0, 0
+    for first in range(0, len(samples), batch_size):
+        batch = samples.batch(np.arange(first, min(first + batch_size, len(samples))))
+        out = policy(*[batch[key] for key in policy.input_keys])
+        mask = batch["action_mask"].float()
+        action_error.append(float((((torch.tanh(out.action_loc) - batch["action"]) ** 2).mean(-1) * mask).sum()
+                                  / mask.sum().clamp_min(1)))
+        target = batch["next_frame"].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        frame_error.append(float(F.mse_loss(out.next_frame, target)))
+        rows = batch["touch_mask"]
+        if rows.any():
+            predicted, truth = out.touch_logits[rows] > 0, batch["touch"][rows] > 0.5
+            hits += float((predicted == truth).float().sum())
+            true_pos += float((predicted & truth).sum())
+            false_pos += float((predicted & ~truth).sum())
+            false_neg += float((~predicted & truth).sum())
+            touched += int(truth.numel())
+    result = {"action_mse": float(np.mean(action_error)), "next_frame_mse": float(np.mean(frame_error))}
+    if touched:
+        result["touch_accuracy"] = hits / touched
+        result["touch_f1"] = 2 * true_pos / max(2 * true_pos + false_pos + false_neg, 1.0)
+    return result
+
+
 # --------------------------------------------------------------------------------- trainer
 @dataclass
 class BCConfig:
@@ -329,5 +358,5 @@ def train_behavior_cloning(samples: BCSamples, config: BCConfig, out: str | Path
 
 
 __all__ = ["BCConfig", "BCLossWeights", "BCSamples", "BCSource", "BCSummary", "bc_loss", "build_samples",
-           "collect_sources", "human_demo_source", "robot_episode_reference", "robot_rollout_source",
+           "collect_sources", "evaluate_behavior_cloning", "human_demo_source", "robot_episode_reference", "robot_rollout_source",
            "step_samples", "train_behavior_cloning"]

@@ -16,6 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from psi_gym.data.arguments import int_at_least, number_in, positive_int, seed, threads
+
 
 def _threads(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None):
@@ -33,14 +35,14 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder: checkpoint-*/ and final/ (from_pretrained)")
     p.add_argument("--architecture", choices=("wan", "cnn"), default="wan")
     p.add_argument("--action-space", choices=("synergy", "joint"), default="synergy")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--touch-weight", type=float, default=0.2, help="weight of the masked touch label (0: off)")
-    p.add_argument("--frame-weight", type=float, default=1.0, help="weight of the next-frame target")
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--steps", type=positive_int, default=2000)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--learning-rate", type=number_in(0, low_open=True), default=1e-3)
+    p.add_argument("--touch-weight", type=number_in(0), default=0.2, help="weight of the masked touch label (0: off)")
+    p.add_argument("--frame-weight", type=number_in(0), default=1.0, help="weight of the next-frame target")
+    p.add_argument("--checkpoint-every", type=positive_int, default=500)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -72,27 +74,27 @@ def configure_refine(p: argparse.ArgumentParser) -> None:
     p.add_argument("--demos", required=True, help="held-out demos (retargeted dataset, or human demos): reported")
     p.add_argument("--tuning-demos", default="default", help="tuning demos, another seed (default: the shipped set)")
     p.add_argument("--refiner", choices=("cem", "ppo"), default="cem")
-    p.add_argument("--num-demos", type=int, default=8, help="held-out demos used")
-    p.add_argument("--num-tuning-demos", type=int, default=8)
+    p.add_argument("--num-demos", type=positive_int, default=8, help="held-out demos used")
+    p.add_argument("--num-tuning-demos", type=positive_int, default=8)
     p.add_argument("--world-model", default="default", help="W0: 'default', a folder, or random:debug")
     p.add_argument("--estimator", default="default")
     p.add_argument("--reward-model", default="object_tracking")
-    p.add_argument("--population", type=int, default=search.population, help="CEM candidates per demo per iteration")
-    p.add_argument("--iterations", type=int, default=search.iterations, help="CEM iterations")
-    p.add_argument("--elites", type=int, default=search.elites)
-    p.add_argument("--init-std", type=float, default=search.init_std)
-    p.add_argument("--max-rows", type=int, default=128, help="W0 env rows per batched step")
+    p.add_argument("--population", type=positive_int, default=search.population, help="CEM candidates per demo per iteration")
+    p.add_argument("--iterations", type=positive_int, default=search.iterations, help="CEM iterations")
+    p.add_argument("--elites", type=positive_int, default=search.elites)
+    p.add_argument("--init-std", type=number_in(0, low_open=True), default=search.init_std)
+    p.add_argument("--max-rows", type=positive_int, default=128, help="W0 env rows per batched step")
     p.add_argument("--policy", default=None, help="R2 folder PPO starts from (psi-gym train-r2); default: a fresh R2")
     p.add_argument("--policy-architecture", choices=("wan", "cnn"), default="wan", help="a fresh R2's trunk")
-    p.add_argument("--ppo-iterations", type=int, default=20)
-    p.add_argument("--ppo-num-envs", type=int, default=16)
-    p.add_argument("--ppo-epochs", type=int, default=4)
-    p.add_argument("--ppo-learning-rate", type=float, default=3e-4)
-    p.add_argument("--ppo-log-std", type=float, default=-1.0, help="exploration noise (pre-tanh log std) PPO starts from")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ppo-iterations", type=positive_int, default=20)
+    p.add_argument("--ppo-num-envs", type=positive_int, default=16)
+    p.add_argument("--ppo-epochs", type=positive_int, default=4)
+    p.add_argument("--ppo-learning-rate", type=number_in(0, low_open=True), default=3e-4)
+    p.add_argument("--ppo-log-std", type=number_in(-20, 5), default=-1.0, help="exploration noise (pre-tanh log std) PPO starts from")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", type=Path, default=None, help="run folder: summary.json, records.jsonl, videos/, ppo/")
-    p.add_argument("--videos", type=int, default=4, help="mp4s of refined rollouts: W0 | sim replay")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--videos", type=int_at_least(0), default=4, help="mp4s of refined rollouts: W0 | sim replay")
+    p.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -118,14 +120,15 @@ def run_refine(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- evaluate
 def configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", nargs="+", required=True,
-                   help="R2 folders (FOLDER or FOLDER@NOISE: sampling with that pre-tanh std), 'raw', 'random:SIZE'")
+                   help="R2 folders (FOLDER or FOLDER@NOISE: sampling with that pre-tanh std), 'raw', 'random:SIZE', "
+                        "'oracle' or 'oracle+SIZE' (CEM scored by the simulator: good by construction)")
     p.add_argument("--demos", default="default", help="held-out demos the policies are run on")
-    p.add_argument("--num-demos", type=int, default=24)
+    p.add_argument("--num-demos", type=positive_int, default=24)
     p.add_argument("--world-model", default="default")
     p.add_argument("--estimator", default="default")
-    p.add_argument("--num-envs", type=int, default=24)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--num-envs", type=positive_int, default=24)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads")
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -12,8 +12,12 @@ and the two are compared across policies: Pearson and Spearman correlation of th
 
 Policies (`Candidate`): R2 checkpoints (``psi-gym train-r2`` along training, ``psi-gym refine
 --refiner ppo``), each deterministic or with exploration noise (``NAME@noise``: pre-tanh standard
-deviation), and two baselines that need no training: ``raw`` (residual 0, the raw retarget) and
-``random:S`` (a smooth random residual of size S per episode, `psi_gym.sim.residuals`).
+deviation), and baselines that need no training: ``raw`` (residual 0, the raw retarget),
+``random:S`` (a smooth random residual of size S per episode, `psi_gym.sim.residuals`), and
+``oracle`` / ``oracle+S``: per demo, the residual a CEM search scored by the simulator found (plus a
+random residual of size S) — good policies by construction, so that the set spans the range of
+quality an evaluation must rank. The oracle reads the simulator on the evaluation demos: it is a
+policy *under* evaluation, never a number that trains or tunes anything.
 """
 
 from __future__ import annotations
@@ -74,10 +78,35 @@ def baseline_candidate(spec: str, seed: int = 0) -> Candidate:
     raise ValueError(f"unknown baseline {spec!r}: expected 'raw' or 'random:SIZE' (e.g. random:0.5)")
 
 
+def oracle_candidate(spec: str, seed: int = 0, search: Any = None) -> Candidate:
+    """``oracle`` (CEM scored by the simulator, per demo) or ``oracle+S`` (its plan + a random residual
+    of size S). The search runs once per demo list and is shared by every ``oracle*`` candidate."""
+    from psi_gym.agents.search import SearchConfig, cem_search, score_in_sim
+
+    _, _, size = spec.partition("+")
+    amplitude = float(size) if size else 0.0
+    cache: dict[tuple[str, ...], list[np.ndarray]] = _ORACLE_CACHE
+
+    def plans(demos: Sequence[DemoRef]) -> list[np.ndarray]:
+        key = tuple(d.demo_id for d in demos)
+        if key not in cache:
+            cache[key] = cem_search(demos, score_in_sim, search or SearchConfig(), np.random.default_rng(seed)).plans
+        rng = np.random.default_rng(seed + 1)
+        noise = [theta_plan(rng.uniform(-amplitude, amplitude, (DEFAULT_KNOTS, NUM_PARAMETERS)), d) for d in demos]
+        return [np.clip(p + n, -1.0, 1.0) for p, n in zip(cache[key], noise)]
+
+    return Candidate(spec, plans=plans)
+
+
+_ORACLE_CACHE: dict[tuple[str, ...], list[np.ndarray]] = {}
+
+
 def parse_candidate(spec: str, seed: int = 0) -> Candidate:
-    """``raw``, ``random:S``, ``FOLDER`` or ``FOLDER@NOISE``."""
+    """``raw``, ``random:S``, ``oracle``, ``oracle+S``, ``FOLDER`` or ``FOLDER@NOISE``."""
     if spec == "raw" or spec.startswith("random:"):
         return baseline_candidate(spec, seed)
+    if spec == "oracle" or spec.startswith("oracle+"):
+        return oracle_candidate(spec, seed)
     folder, _, noise = spec.rpartition("@") if "@" in spec else (spec, "", "")
     return policy_candidate(folder, float(noise) if noise else 0.0, seed, name=spec)
 
@@ -180,4 +209,4 @@ def evaluate_policies(config: EvaluateConfig) -> dict[str, Any]:
 
 
 __all__ = ["Candidate", "EvaluateConfig", "baseline_candidate", "correlation", "evaluate_candidates",
-           "evaluate_policies", "parse_candidate", "policy_candidate"]
+           "evaluate_policies", "oracle_candidate", "parse_candidate", "policy_candidate"]

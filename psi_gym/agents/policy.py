@@ -206,8 +206,13 @@ class PsiR2Policy(ModelMixin, ConfigMixin):
         init_log_std: float = -1.0,
     ) -> None:
         super().__init__()
-        config = PsiR2Config.from_kwargs({k: v for k, v in locals().items() if k not in ("self", "__class__")
-                                          and v is not None})
+        config = PsiR2Config.from_kwargs({
+            "architecture": architecture, "action_space": action_space, "image_size": image_size,
+            "frame_stack": frame_stack, "channels_first": channels_first, "reference_horizon": reference_horizon,
+            "use_progress": use_progress, "chunk_size": chunk_size, "hidden_dim": hidden_dim,
+            "cnn_channels": cnn_channels if cnn_channels is not None else PsiR2Config.cnn_channels,
+            "backbone": backbone, "init_log_std": init_log_std,
+        })
         self.policy_config = config
         A, c, hidden = config.action_dim, config.chunk_size, config.hidden_dim
         in_frames = 3 * config.frame_stack

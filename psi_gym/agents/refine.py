@@ -12,17 +12,18 @@ The experiment behind the project's headline, with its controls, on demos the re
 
 Reported per task and overall (fractions of held-out demos):
 
-=============================== ==========================================================
-``raw_success``                 the raw retarget (residual 0) over the env's horizon, sim
-``refined_success``             the refined plans, sim-verified
-``w0_predicted_success``        the refined plans, W0's own verdict (what W0 believes)
-``control_random_success``      a random residual of the same size (RMS) as each refined one, sim
-``control_mean_residual_success`` one mean residual per task, from the same refiner run on the
-                                tuning demos only, applied to the held-out demos, sim
-``sim_search_success``          the same search scored by the simulator (the upper reference:
-                                what W0 stands in for); for ``ppo``, CEM in the simulator
-``policy_closed_loop_sim_success`` R2 (after PPO) run closed loop in the simulator (judge)
-=============================== ==========================================================
+=================================== ======================================================
+``raw_success``                     the raw retarget (residual 0) over the env's horizon, sim
+``refined_success``                 the refined plans, sim-verified
+``w0_predicted_success``            the refined plans, W0's own verdict (what W0 believes)
+``control_random_success``          a random residual of the same size (RMS) as each refined
+                                    one, sim
+``control_mean_residual_success``   one mean residual per task, from the same refiner run on
+                                    the tuning demos only, applied to the held-out demos, sim
+``sim_search_success``              the same search scored by the simulator (the upper
+                                    reference: what W0 stands in for); for ``ppo``, CEM
+``policy_closed_loop_sim_success``  R2 (after PPO) run closed loop in the simulator (judge)
+=================================== ======================================================
 
 Nothing that trains or refines reads the judge: the refiner sees W0's returns on held-out demos,
 the mean residual comes from W0 on tuning demos; the simulator only scores ``sim_search`` (the
@@ -178,6 +179,21 @@ def _mean_plans(tuning: Sequence[DemoRef], tuning_plans: Sequence[np.ndarray], h
     return plans
 
 
+def _bar(config: RefineConfig, total: int, description: str):
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="iter")
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    from psi_gym.data.atomic import write_file_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomic(path, lambda handle: np.savez(handle, **arrays))
+
+
 class _Log:
     def __init__(self, progress: bool) -> None:
         self.progress = progress
@@ -228,13 +244,25 @@ def refine_demos(config: RefineConfig) -> dict[str, Any]:
     tick = time.perf_counter()
     w0_rollouts = 0
     if config.refiner == "cem":
+        bar = _bar(config, 2 * config.search.iterations, "cem in W0 (held-out, then tuning demos)")
+
         def progress(record: dict[str, float]) -> None:
             log(f"cem iteration {record['iteration']}: best W0 return {record['best_return']:.2f}, "
                 f"mean candidate {record['mean_candidate_return']:.2f}")
+            if bar is not None:
+                bar.update(1)
 
-        search = cem_search(heldout, score_in_env(heldout_env), config.search, rng, progress)
+        def checkpoint(name: str):  # the search state after every iteration: what a rerun can look at
+            def save(iteration: int, mean: np.ndarray, std: np.ndarray) -> None:
+                if out is not None:
+                    _save_npz(out / f"cem-{name}.npz", mean=mean, std=std, iteration=iteration)
+            return save
+
+        search = cem_search(heldout, score_in_env(heldout_env), config.search, rng, progress, checkpoint("heldout"))
         refined_plans = search.plans
-        tuning_search = cem_search(tuning, score_in_env(tuning_env), config.search, rng, progress)
+        tuning_search = cem_search(tuning, score_in_env(tuning_env), config.search, rng, progress, checkpoint("tuning"))
+        if bar is not None:
+            bar.close()
         tuning_plans = tuning_search.plans
         w0_rollouts += search.rollouts + tuning_search.rollouts
         thetas = {"heldout_theta": search.theta, "tuning_theta": tuning_search.theta}
@@ -337,7 +365,9 @@ def refine_demos(config: RefineConfig) -> dict[str, Any]:
             for record in records:
                 handle.write(json.dumps(asdict(record)) + "\n")
         if thetas:
-            np.savez(out / "thetas.npz", **thetas, sim_search_theta=sim_search.theta)
+            _save_npz(out / "thetas.npz", **thetas, sim_search_theta=sim_search.theta,
+                      heldout_demo_ids=np.asarray([d.demo_id for d in heldout]),
+                      tuning_demo_ids=np.asarray([d.demo_id for d in tuning]))
         (out / "summary.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     log(f"raw {result['raw_success']:.2f} -> refined (sim) {result['refined_success']:.2f}; W0 said "
         f"{result['w0_predicted_success']:.2f}; controls random {result['control_random_success']:.2f}, "

@@ -76,9 +76,10 @@ def theta_plan(theta: np.ndarray, demo: DemoRef) -> np.ndarray:
 
 
 def cem_search(demos: Sequence[DemoRef], scorer: Scorer, config: SearchConfig | None = None,
-               rng: np.random.Generator | None = None, progress: Callable[[dict[str, float]], None] | None = None
-               ) -> SearchResult:
-    """Refine one residual per demo with CEM (see the module doc)."""
+               rng: np.random.Generator | None = None, progress: Callable[[dict[str, float]], None] | None = None,
+               checkpoint: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> SearchResult:
+    """Refine one residual per demo with CEM (see the module doc). ``progress(record)`` and
+    ``checkpoint(iteration, mean, std)`` are called after every iteration."""
     config = config or SearchConfig()
     rng = rng if rng is not None else np.random.default_rng(0)
     D, P, E, K = len(demos), config.population, config.elites, config.knots
@@ -107,6 +108,8 @@ def cem_search(demos: Sequence[DemoRef], scorer: Scorer, config: SearchConfig | 
         history.append(record)
         if progress is not None:
             progress(record)
+        if checkpoint is not None:
+            checkpoint(iteration, mean.astype(np.float32), std.astype(np.float32))
     plans = [theta_plan(mean[d], demos[d]) for d in range(D)]
     return SearchResult(theta=mean.astype(np.float32), plans=plans, best_returns=best_returns,
                         mean_returns=mean_returns, rollouts=D * P * config.iterations, history=history)

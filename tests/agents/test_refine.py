@@ -41,7 +41,9 @@ def test_refine_json_keys_and_controls_on_the_same_demos(heldout_demos, tmp_path
     assert all(all(isinstance(r[m], bool) for m in METRICS if m != "policy_closed_loop_sim_success") for r in records)
     assert all("-s9001-" in r["demo_id"] for r in records)
     assert len(summary["videos"]) == 1 and (tmp_path / "run" / "summary.json").is_file()
-    assert np.load(tmp_path / "run" / "thetas.npz")["heldout_theta"].shape == (n, 3, 10)
+    thetas = np.load(tmp_path / "run" / "thetas.npz")
+    assert thetas["heldout_theta"].shape == (n, 3, 10) and len(thetas["heldout_demo_ids"]) == n
+    assert int(np.load(tmp_path / "run" / "cem-heldout.npz")["iteration"]) == 0  # the search state, per iteration
 
 
 def test_refine_refuses_overlapping_tuning_and_heldout(capsys):
