@@ -57,9 +57,11 @@ from psi_gym.rewards.base import EpisodeContext, RewardInput, RewardModel, as_re
 from psi_gym.rewards.resolve import resolve_reward_model
 from psi_gym.sim.hands import hand_spec, residual_joint_targets, residual_scale
 from psi_gym.sim.tasks import TASKS
+from psi_gym.sim.tasks import EPISODE_SLACK
 from psi_gym.world_model.config import INFERENCE_DTYPES, INSTRUCTION_DIM
 from psi_gym.world_model.loading import load_world_model
 from psi_gym.world_model.model import WorldModel
+from psi_gym.world_model.world_state import WorldState, matrix_to_quaternion
 
 ACTION_MODES = ("residual", "absolute")
 DEVICE_FORMS = "None (CUDA if available, else the CPU), 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
@@ -99,7 +101,7 @@ class PsiW0RetargetConfig:
     """how many of the latest frames ``pixels`` holds (stacked along the channels)."""
     channels_first: bool = False
     """``pixels`` as (3k, H, W) instead of (H, W, 3k)."""
-    episode_slack: int = 8
+    episode_slack: int = EPISODE_SLACK
     """steps past the demo's length in every episode: the horizon is ``T + episode_slack``."""
     max_episode_steps: int | None = None
     """if set, every episode lasts this many steps (the horizon) instead of demo length + slack."""
@@ -213,7 +215,7 @@ class EpisodeRecord:
     state: np.ndarray  # (t+1, 22) float32: start joints, then W0's predicted joint states
     actions: np.ndarray  # (t, 22) float32: the policy's actions, clipped to [-1, 1]
     targets: np.ndarray  # (t, 22) float32: the absolute joint targets they were mapped to
-    object_pose: np.ndarray  # (t+1, 7) float32: object position (the demo's start, then W0's predictions) + identity quaternion
+    object_pose: np.ndarray  # (t+1, 7) float32: the object's pose W0 tracks (read off the first frame, then predicted)
     ended: bool
     success: bool
 
@@ -293,6 +295,7 @@ class PsiW0RetargetCore:
 
         # Per-row episode state.
         self.history = np.zeros((n, self.history_length, size, size, 3), np.uint8)  # oldest first
+        self.world_state = WorldState.empty(n, size, self.device)  # what W0 tracks per row
         self.state = np.zeros((n, self.num_joints), np.float32)
         self.joint_target = np.zeros((n, self.num_joints), np.float32)  # what the robot was last told
         self.step_count = np.zeros(n, np.int64)
@@ -349,14 +352,18 @@ class PsiW0RetargetCore:
             if horizon is not None:
                 limit = min(limit, int(horizon))
             chosen.append((start, seed, int(limit), self._embedding(start.context.instruction)))
+        first_frames = np.stack([resize_frame(start.first_frame, self.image_size) for start, _, _, _ in chosen])
+        start_states = np.stack([np.clip(start.start_state, self.joint_low, self.joint_high) for start, _, _, _ in chosen])
+        initial = self.world_model.initial_state(first_frames, start_states)  # W0 reads the object off the frame
         longest = max(limit for _, _, limit, _ in chosen)
         if longest > self.record_length:  # the other rows' episodes fit already: they are kept
             self._allocate_records(longest)
-        for row, (start, seed, limit, embedding) in zip(rows, chosen):
+        self.world_state.assign(rows, initial)
+        start_object = _poses(initial)
+        for j, (row, (start, seed, limit, embedding)) in enumerate(zip(rows, chosen)):
             if self.started[row] and self.ended[row]:
                 self.finished[row] = self._record(row, copy=True)
-            first_frame = resize_frame(start.first_frame, self.image_size)
-            start_state = np.clip(start.start_state, self.joint_low, self.joint_high)
+            first_frame, start_state = first_frames[j], start_states[j]
             self.generators[row].manual_seed(seed)
             self.seeds[row] = seed
             self.starts[row] = start
@@ -371,7 +378,7 @@ class PsiW0RetargetCore:
             self.success[row] = False
             self.record_frames[row, 0] = first_frame
             self.record_state[row, 0] = start_state
-            self.record_object[row, 0, :3] = start.context.human_object_pose[0, :3]  # same scene, object at rest
+            self.record_object[row, 0] = start_object[j]  # where W0 sees the object
         self._stack_references()
 
     def _embedding(self, instruction: str) -> torch.Tensor:
@@ -469,6 +476,7 @@ class PsiW0RetargetCore:
                 generator=generators,  # per-row noise: batching changes nothing
                 num_inference_steps=self.config.num_inference_steps,
                 output_type="np",
+                world_state=self.world_state.select(rows),
             )
             middle = time.perf_counter()
             frames = np.asarray(prediction.frames, dtype=np.uint8)
@@ -499,6 +507,7 @@ class PsiW0RetargetCore:
         truncated = np.zeros(len(rows), bool)
 
         # Commit.
+        self.world_state.assign(rows, prediction.world_state)
         self.history[rows, :-1] = self.history[rows, 1:]
         self.history[rows, -1] = frames
         self.state[rows] = state
@@ -510,7 +519,7 @@ class PsiW0RetargetCore:
         self.record_targets[rows, taken] = targets
         self.record_frames[rows, steps] = frames
         self.record_state[rows, steps] = state
-        self.record_object[rows, steps, :3] = object_position
+        self.record_object[rows, steps] = _poses(prediction.world_state)
         self.profile.world_model_s += middle - start
         self.profile.reward_model_s += end - middle
         self.profile.steps += 1
@@ -590,8 +599,8 @@ class PsiW0RetargetCore:
         The episode holds ``frames`` (t+1: the demo's real first frame, then W0's predictions),
         ``state`` (W0's joint states), ``action`` (the absolute joint targets applied, what
         `psi_gym.sim.replay.replay_targets` replays from ``state[0]`` in ``scene``),
-        ``object_pose`` (W0's own object position + identity quaternion; row 0 the object's
-        start position in the demo), ``success`` (the env's verdict), ``scene`` (the demo's),
+        ``object_pose`` (the object pose W0 tracks: row 0 read off the first frame, then predicted),
+        ``success`` (the env's verdict), ``scene`` (the demo's),
         ``parent`` (the demo id) and ``metadata``: ``demo_id``, ``demo_index``,
         ``policy_actions`` (the policy's actions in [-1, 1]), ``action_mode``, ``residual_gain``,
         ``reference`` and ``human_object_pose`` (the demo's: the episode is itself a demo the env
@@ -639,3 +648,9 @@ class PsiW0RetargetCore:
                 "ended": record.ended,
             },
         ).validate()
+
+
+def _poses(state: WorldState) -> np.ndarray:
+    """(B, 7) float32 object position + quaternion (w, x, y, z) of a world state."""
+    quaternion = matrix_to_quaternion(state.object_rotation.float())
+    return torch.cat([state.object_position.float(), quaternion], dim=-1).cpu().numpy().astype(np.float32)

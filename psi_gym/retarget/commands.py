@@ -231,7 +231,31 @@ def configure_collect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--task", type=task_list, default=None, help="task name, comma list or 'all' (default: all, cycled)")
     p.add_argument("--image-size", type=image_size, default=64)
+    p.add_argument("--sources", type=source_weights, default=None,
+                   help="rollout sources and weights, e.g. 'residual' or 'scripted=0.3,residual=0.7' "
+                        "(default: scripted=0.3,retarget=0.15,explore=0.3,perturbed=0.25)")
     _add_dataset_output(p, "robot-rollout")
+
+
+def source_weights(value: str) -> dict[str, float]:
+    """``--sources``: ``name`` or ``name=weight`` items, comma separated."""
+    from psi_gym.retarget.robot_rollouts import check_sources
+
+    weights: dict[str, float] = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        name, _, weight = item.partition("=")
+        try:
+            weights[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--sources: {item!r} is not name=weight with a number") from None
+    if not weights:
+        raise argparse.ArgumentTypeError("--sources: expected at least one source, e.g. 'residual'")
+    try:
+        return check_sources(weights)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--sources: {error}") from None
 
 
 def run_collect(args: argparse.Namespace) -> CollectSummary:
@@ -243,8 +267,10 @@ def run_collect(args: argparse.Namespace) -> CollectSummary:
     start = time.perf_counter()
     tasks = args.task
     params = {"num": args.num, "seed": args.seed, "task": tasks, "image_size": args.image_size}
+    if args.sources is not None:  # only when given: datasets collected before --sources still resume
+        params["sources"] = args.sources
     with _open_writer(args, "collect", params, args.num, "num") as writer:
-        jobs = [(args.seed, i, tasks[i % len(tasks)] if tasks else None, args.image_size)
+        jobs = [(args.seed, i, tasks[i % len(tasks)] if tasks else None, args.image_size, args.sources)
                 for i in range(writer.committed, args.num)]
         writer.write(produce(make_rollout, jobs, args.workers, "collect", initial=writer.committed, total=args.num))
     table = _episodes_table(args.out)

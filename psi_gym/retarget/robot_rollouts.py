@@ -15,7 +15,14 @@ source               joint targets
 ``perturbed``        a scripted plan with a structured perturbation: ``offset``,
                      ``timing_shift``, ``noise``, ``early_release``, ``missed_grasp``,
                      ``stop_early``
+``residual``         what refinement searches: a retargeted demo (precision or
+                     generalization tier) plus a smooth low-dimensional residual
+                     (`psi_gym.sim.residuals`, sizes 0.15 - 1), applied with the env's own
+                     rule over the env's horizon (T + `EPISODE_SLACK` steps)
 ==================== ==================================================================
+
+`make_rollout` draws the source by ``sources`` (default `SOURCE_WEIGHTS`; ``psi-gym collect
+--sources residual`` collects only what refinement searches).
 
 Success or failure is read off the simulator, never assumed from the perturbation.
 """
@@ -31,34 +38,64 @@ from psi_gym.retarget.human_demos import episode_rng, make_demo
 from psi_gym.retarget.pipeline import reference_from_demo
 from psi_gym.sim.hands import hand_spec, residual_joint_targets, residual_scale
 from psi_gym.sim.replay import replay_targets
+from psi_gym.sim.residuals import random_theta, residual_actions
 from psi_gym.sim.scene import SceneParams
 from psi_gym.sim.scripted import plan_task
-from psi_gym.sim.tasks import TASKS, get_task
+from psi_gym.sim.tasks import EPISODE_SLACK, TASKS, get_task
+from psi_gym.sim.verify import horizon_targets
 from psi_gym.sim.world import SimulationUnstable, get_world, start_qpos
 
 SOURCE_WEIGHTS = {"scripted": 0.30, "retarget": 0.15, "explore": 0.30, "perturbed": 0.25}
+SOURCES = (*SOURCE_WEIGHTS, "residual")
+RESIDUAL_SIZES = (0.15, 0.3, 0.5, 0.75, 1.0)
+"""sizes of the ``residual`` source's random theta (uniform in [-size, size]): near misses to large."""
+GENERALIZATION_FRACTION = 0.25
+"""share of ``residual`` rollouts whose demo is of the generalization tier (noisy hand pose)."""
 PERTURBATIONS = ("offset", "timing_shift", "noise", "early_release", "missed_grasp", "stop_early")
 
 
-def make_rollout(seed: int, index: int, task_name: str | None = None, image_size: int = 64) -> Episode:
-    """One labelled robot rollout, reproducible from (seed, index).
+def check_sources(sources: dict[str, float] | None) -> dict[str, float]:
+    """Source weights (`SOURCE_WEIGHTS` when None), normalised.
+
+    Raises:
+        ValueError: an unknown source, a negative weight or all weights zero.
+    """
+    if sources is None:
+        return dict(SOURCE_WEIGHTS)
+    unknown = sorted(set(sources) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"unknown rollout source(s) {unknown}: expected some of {list(SOURCES)}")
+    weights = {name: float(weight) for name, weight in sources.items()}
+    if any(not np.isfinite(w) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"source weights must be finite, >= 0 and not all 0, got {weights}")
+    total = sum(weights.values())
+    return {name: weight / total for name, weight in weights.items()}
+
+
+def make_rollout(seed: int, index: int, task_name: str | None = None, image_size: int = 64,
+                 sources: dict[str, float] | None = None) -> Episode:
+    """One labelled robot rollout, reproducible from (seed, index, sources).
 
     A perturbation can drive the simulation unstable (a finger rammed into the table); such a
     run is useless as data, so it is drawn again from the next random stream."""
+    weights = check_sources(sources)
     for attempt in range(3):
         try:
-            return _make_rollout(seed, index, task_name, image_size, attempt)
+            return _make_rollout(seed, index, task_name, image_size, attempt, weights)
         except SimulationUnstable:
             continue
     raise SimulationUnstable(f"rollout {index} of seed {seed} was unstable three times")
 
 
-def _make_rollout(seed: int, index: int, task_name: str | None, image_size: int, attempt: int) -> Episode:
+def _make_rollout(seed: int, index: int, task_name: str | None, image_size: int, attempt: int,
+                  weights: dict[str, float]) -> Episode:
     rng = episode_rng(seed, index, stream=2 + 10 * attempt)
     task = get_task(task_name) if task_name else get_task(sorted(TASKS)[index % len(TASKS)])
-    kind = rng.choice(list(SOURCE_WEIGHTS), p=list(SOURCE_WEIGHTS.values()))
+    kind = rng.choice(list(weights), p=list(weights.values()))
     spec = hand_spec("robot")
     perturbation = ""
+    if kind == "residual":
+        return _residual_rollout(seed, index, task, image_size, attempt, rng)
     if kind in ("retarget", "explore"):
         # A human demo of the same task from its own stream; the robot replays its retarget.
         demo = make_demo(task.name, seed, 1_000_000 + index, "precision", image_size)
@@ -82,11 +119,31 @@ def _make_rollout(seed: int, index: int, task_name: str | None, image_size: int,
     )
 
 
+def _residual_rollout(seed: int, index: int, task, image_size: int, attempt: int, rng: np.random.Generator) -> Episode:
+    tier = "generalization" if rng.random() < GENERALIZATION_FRACTION else "precision"
+    demo = make_demo(task.name, seed, 1_000_000 + index, tier, image_size)
+    reference = reference_from_demo(demo)
+    size = float(rng.choice(RESIDUAL_SIZES))
+    theta = random_theta(rng, size)
+    demo_steps = len(reference) - 1
+    actions = residual_actions(theta, demo_steps + EPISODE_SLACK, demo_steps)
+    targets = horizon_targets(reference, actions)
+    scene = SceneParams.from_dict(demo.scene)
+    recording = replay_targets(get_world("robot", task.object_kind, image_size), scene, targets, start_qpos=reference[0])
+    return Episode.from_recording(
+        recording, task, scene, "robot", seed=int(seed), source="rollout", tier=tier,
+        parent=str(demo.metadata.get("id", "")),
+        metadata={"index": int(index), "kind": "residual", "attempt": attempt, "size": size,
+                  "theta": np.asarray(theta, dtype=float).round(6).tolist()},
+    )
+
+
 def iter_rollouts(num: int, seed: int, task_names: list[str] | None = None, image_size: int = 64,
-                  progress: Callable[[int], None] | None = None, start: int = 0) -> Iterator[Episode]:
+                  progress: Callable[[int], None] | None = None, start: int = 0,
+                  sources: dict[str, float] | None = None) -> Iterator[Episode]:
     for index in range(start, start + num):
         task = task_names[index % len(task_names)] if task_names else None
-        yield make_rollout(seed, index, task, image_size)
+        yield make_rollout(seed, index, task, image_size, sources)
         if progress is not None:
             progress(1)
 

@@ -17,6 +17,7 @@ from psi_gym.sim.scene import SceneParams
 
 LIFT_HEIGHT = 0.06  # m above the resting height that counts as lifted
 PUSH_TOLERANCE = 0.02  # m between the box centre and the mark centre
+EPISODE_SLACK = 8  # steps an episode lasts past its demo's length: the hand holds its last pose, the object settles
 PUSH_REST_TOLERANCE = 0.02  # m above the resting height a pushed box may be and still rest on the table
 # The workspace (m, world frame; table top at z = 0): an object outside it was flung or fell
 # off the table (an apple at z = 4.6 m once counted as "lifted"), which is never a success.

@@ -29,7 +29,7 @@ from torch import nn
 
 from psi_gym.data.assets import AssetKind
 
-from .config import WanBackboneConfig, WorldModelConfig, backbone_in_channels
+from .config import WanBackboneConfig, WorldModelConfig, renderer_in_channels
 
 logger = logging.getLogger(__name__)
 
@@ -228,9 +228,9 @@ def _load_wan_folder(cls: type, path: Path, transformer_folder: Path, **kwargs: 
         )
     adapt_backbone_channels(
         transformer,
-        in_channels=backbone_in_channels(config.num_context_frames, config.coordinate_channels),
+        in_channels=renderer_in_channels(),
         out_channels=3,
-        zero_out=config.predict_residual,
+        zero_out=True,
     )
     model = cls(**config.to_kwargs(), pretrained_backbone=transformer)
     # the fresh parts take the dtype the transformer was loaded in, the diffusers way

@@ -82,9 +82,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-time", type=number_in(0, low_open=True), default=None,
                         help="stop (and save) after this many seconds")
     parser.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
-    parser.add_argument("--self-rollout-prob", type=number_in(0, 1), default=defaults.self_rollout_prob)
+    parser.add_argument("--dynamics-batch-size", type=positive_int, default=defaults.dynamics_batch_size,
+                        help="dynamics unroll windows per step")
     parser.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
-    parser.add_argument("--num-context-frames", type=int_in(1, 16), default=tiny_config().num_context_frames)
     parser.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--log-with", type=log_with, default="auto", metavar="{auto,csv,tensorboard,none}",
                         help="loss curves through accelerate's trackers into OUT/logs: tensorboard, csv (metrics.csv "
@@ -104,7 +104,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     _check_model_folder(args.init_from, "--init-from")
     check_output_dir(args.out, "--out")  # made only once the inputs are known to be good
     config = TrainConfig(
-        model=dataclasses.replace(tiny_config(), num_context_frames=args.num_context_frames),
+        model=tiny_config(),
         init_from=args.init_from,
         num_steps=args.steps,
         batch_size=args.batch_size,
@@ -112,7 +112,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         max_time_s=args.max_time,
         checkpoint_every=args.checkpoint_every,
-        self_rollout_prob=args.self_rollout_prob,
+        dynamics_batch_size=args.dynamics_batch_size,
         mixed_precision=args.mixed_precision,
         num_threads=args.threads,
         progress=not args.no_progress,

@@ -5,9 +5,11 @@ centre, ``R`` its orientation; subscripts are time steps):
 
 * features: ``q_t`` and ``u_t`` normalised to [-1, 1] by the joint ranges; ``q_t - q_{t-1}`` and
   ``u_t - q_t`` in units of the residual scale (3 cm, 0.15 rad, 0.4 rad); the hand's points
-  (`psi_gym.world_model.hand_geometry.HAND_POINTS`) at ``q_t`` and at ``u_t`` relative to ``p_t``
-  and their heights; the palm's axes; ``p_t``, ``p_t - p_{t-1}``, ``R_t`` and ``R_t R_{t-1}^T``
-  (zeroed for the apple, a sphere); the object descriptor;
+  (`psi_gym.world_model.hand_geometry.HAND_POINTS` and the middles of the finger links) at ``q_t``
+  and at ``u_t``: relative to ``p_t``, their distance to the object's surface (`surface_distance`:
+  where contact is) and their heights; the palm's axes; ``p_t``, its height above its resting
+  height, ``p_t - p_{t-1}``, ``R_t`` and ``R_t R_{t-1}^T`` (zeroed for the apple, a sphere); the
+  object descriptor;
 * an MLP maps them to ``(dq, dp, omega)``: ``q_{t+1} = q_t + s * dq``, ``p_{t+1} = p_t + 1 cm * dp``,
   ``R_{t+1} = exp([omega]_x) R_t``.
 
@@ -30,6 +32,38 @@ TABLE_HEIGHT_OFFSET = 0.05  # m: heights are fed as (z - 5 cm) / 5 cm
 IDENTITY_COLUMNS = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
+def resting_height(descriptor: torch.Tensor) -> torch.Tensor:
+    """(B,) height (m) of the object's centre when it rests on the table, from its descriptor."""
+    kind, size = descriptor[:, :3], descriptor[:, 3:] / 100.0
+    return kind[:, 0] * size[:, 0] + kind[:, 1] * size[:, 0] + kind[:, 2] * size[:, 2]
+
+
+def surface_distance(points: torch.Tensor, position: torch.Tensor, rotation: torch.Tensor,
+                     descriptor: torch.Tensor) -> torch.Tensor:
+    """Signed distance (m) of ``points`` (B, P, 3) to the object's surface (negative inside).
+
+    Apple: a sphere of radius r; can: a capsule of radius r around its axis (the cylinder's local
+    z, half length h: a close stand-in near its side); box: the exact box distance in its frame."""
+    kind, size = descriptor[:, :3], descriptor[:, 3:] / 100.0
+    local = (points - position[:, None]) @ rotation  # (B, P, 3) in the object's frame
+    radius = size[:, 0:1]
+    sphere = local.norm(dim=-1) - radius
+    along = local[..., 2].clamp(-size[:, 1:2], size[:, 1:2])
+    axis_point = torch.zeros_like(local)
+    axis_point[..., 2] = along
+    capsule = (local - axis_point).norm(dim=-1) - radius
+    excess = local.abs() - size[:, None, :]
+    box = excess.clamp_min(0).norm(dim=-1) + excess.amax(dim=-1).clamp_max(0)
+    return kind[:, 0:1] * sphere + kind[:, 1:2] * capsule + kind[:, 2:3] * box
+
+
+def _link_middles(points: torch.Tensor) -> torch.Tensor:
+    """(B, 17, 3) hand points -> (B, 29, 3) with the middle of each finger link appended."""
+    fingers = points[:, 1:].unflatten(1, (-1, 4))  # (B, 4 fingers, base/mid/dist/tip, 3)
+    middles = 0.5 * (fingers[:, :, :-1] + fingers[:, :, 1:])
+    return torch.cat([points, middles.flatten(1, 2)], dim=1)
+
+
 def _columns(rotation: torch.Tensor) -> torch.Tensor:
     """(B, 3, 3) -> (B, 6) its first two columns."""
     return rotation[..., :2].transpose(-1, -2).flatten(1)
@@ -48,8 +82,8 @@ class StateDynamics(nn.Module):
         self.register_buffer("joint_high", ranges[:, 1].clone(), persistent=False)
         self.register_buffer("joint_step", torch.tensor(residual_scale(spec), dtype=torch.float32), persistent=False)
         self.register_buffer("identity_columns", torch.tensor(IDENTITY_COLUMNS), persistent=False)
-        joints, points = self.num_joints, NUM_HAND_POINTS
-        in_dim = 4 * joints + 2 * 3 * points + points + 2 * 6 + 3 + 3 + 6 + 6 + DESCRIPTOR_DIM
+        joints, points = self.num_joints, NUM_HAND_POINTS + 12  # the joints' points and the links' middles
+        in_dim = 4 * joints + 2 * 4 * points + points + 2 * 6 + 3 + 1 + 3 + 6 + 6 + DESCRIPTOR_DIM
         layers: list[nn.Module] = []
         width = in_dim
         for _ in range(num_layers):
@@ -63,11 +97,24 @@ class StateDynamics(nn.Module):
     def normalize_joints(self, q: torch.Tensor) -> torch.Tensor:
         return (q - self.joint_low) / (self.joint_high - self.joint_low) * 2.0 - 1.0
 
-    def features(self, state: WorldState, joint_targets: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def target_geometry(self, joint_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The commanded hand's points (..., 29, 3) and palm rotation (..., 3, 3) for joint targets
+        (..., 22): data, not predictions, so a whole unroll's are computed in one batch."""
+        shape = joint_targets.shape[:-1]
+        points, palm = self.kinematics(joint_targets.reshape(-1, self.num_joints))
+        return _link_middles(points).unflatten(0, shape), palm.unflatten(0, shape)
+
+    def features(self, state: WorldState, joint_targets: torch.Tensor,
+                 target_geometry: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         q, u, p = state.joint_state, joint_targets, state.object_position
         points, palm = self.kinematics(q)
-        target_points, target_palm = self.kinematics(u)
-        sphere = state.object_descriptor[:, :1]  # the apple's orientation means nothing
+        points = _link_middles(points)
+        target_points, target_palm = target_geometry if target_geometry is not None else self.target_geometry(u)
+        descriptor, rotation_now = state.object_descriptor, state.object_rotation
+        contact = surface_distance(points, p, rotation_now, descriptor) * HAND_FEATURE_SCALE
+        target_contact = surface_distance(target_points, p, rotation_now, descriptor) * HAND_FEATURE_SCALE
+        sphere = descriptor[:, :1]  # the apple's orientation means nothing
         rotation = _columns(state.object_rotation)
         turn = _columns(state.object_rotation @ state.previous_object_rotation.transpose(-1, -2)) - self.identity_columns
         return torch.cat([
@@ -75,17 +122,21 @@ class StateDynamics(nn.Module):
             self.normalize_joints(u), (u - q) / self.joint_step,
             ((points - p[:, None]) * HAND_FEATURE_SCALE).flatten(1),
             ((target_points - p[:, None]) * HAND_FEATURE_SCALE).flatten(1),
+            contact, target_contact,
             (points[..., 2] - TABLE_HEIGHT_OFFSET) * HAND_FEATURE_SCALE,
             _columns(palm), _columns(target_palm),
             (p - p.new_tensor([0.0, 0.0, TABLE_HEIGHT_OFFSET])) * HAND_FEATURE_SCALE,
+            ((p[:, 2] - resting_height(descriptor)) * HAND_FEATURE_SCALE)[:, None],
             (p - state.previous_object_position) * 100.0,
             rotation * (1 - sphere), turn * (1 - sphere),
             state.object_descriptor,
         ], dim=-1)
 
-    def step(self, state: WorldState, joint_targets: torch.Tensor) -> WorldState:
-        """The state after one control step with absolute ``joint_targets`` (B, 22)."""
-        delta = self.out(self.trunk(self.features(state, joint_targets)))
+    def step(self, state: WorldState, joint_targets: torch.Tensor,
+             target_geometry: tuple[torch.Tensor, torch.Tensor] | None = None) -> WorldState:
+        """The state after one control step with absolute ``joint_targets`` (B, 22)
+        (``target_geometry``: their `target_geometry`, if already computed)."""
+        delta = self.out(self.trunk(self.features(state, joint_targets, target_geometry)))
         joints = self.num_joints
         return WorldState(
             joint_state=state.joint_state + delta[:, :joints] * self.joint_step,

@@ -8,7 +8,8 @@ the palm and finger links (`HandKinematics`, batched and differentiable forward 
 Notation (MuJoCo's): a body ``b`` with parent ``p`` sits at ``x_b = x_p + R_p o_b`` with
 orientation ``R_b = R_p Q_b`` (``o_b``, ``Q_b`` its offset and rotation in the parent); each of its
 joints then acts in order: a slide joint moves ``x_b += R_b a q``, a hinge turns
-``R_b <- R_b exp([a]_x q)`` about its axis ``a`` through the body origin.
+``R_b <- R_b exp([a]_x q)`` about its axis ``a`` through the body origin (every joint of the
+robot hand turns about one of its body's coordinate axes, so this mixes two columns of ``R_b``).
 """
 
 from __future__ import annotations
@@ -35,16 +36,6 @@ def _quat_matrix(quat: np.ndarray) -> np.ndarray:
     return matrix.reshape(3, 3)
 
 
-def axis_angle_matrix(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: unit ``axis`` (3,) and ``angle`` (B,) -> rotation matrices (B, 3, 3)."""
-    x, y, z = axis.unbind(-1)
-    zero = torch.zeros_like(x)
-    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero]).reshape(3, 3).to(angle.dtype)
-    sin, cos = angle.sin()[:, None, None], angle.cos()[:, None, None]
-    eye = torch.eye(3, dtype=angle.dtype, device=angle.device)
-    return eye + sin * skew + (1 - cos) * (skew @ skew)
-
-
 class HandKinematics(nn.Module):
     """Batched forward kinematics of the robot hand.
 
@@ -58,21 +49,23 @@ class HandKinematics(nn.Module):
         model = kinematics.model
         joint_names = kinematics.spec.joint_names
         self.num_bodies = int(model.nbody)
-        self.bodies: list[tuple[int, int, list[tuple[bool, int]]]] = []
-        axes = []
+        # per body: (body, parent, [(is_slide, joint index in q, axis index 0/1/2, sign)])
+        self.bodies: list[tuple[int, int, list[tuple[bool, int, int, float]]]] = []
         for body in range(1, model.nbody):
             joints = []
             for joint in range(model.body_jntadr[body], model.body_jntadr[body] + model.body_jntnum[body]):
-                if not np.allclose(model.jnt_pos[joint], 0.0):
-                    raise ValueError("HandKinematics assumes joints at their body's origin")
+                axis = model.jnt_axis[joint]
+                if not np.allclose(model.jnt_pos[joint], 0.0) or np.count_nonzero(axis) != 1:
+                    raise ValueError("HandKinematics assumes joints at their body's origin about a coordinate axis")
                 name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, joint)
-                joints.append((int(model.jnt_type[joint]) == int(mujoco.mjtJoint.mjJNT_SLIDE), joint_names.index(name), len(axes)))
-                axes.append(model.jnt_axis[joint])
+                index = int(np.flatnonzero(axis)[0])
+                joints.append((int(model.jnt_type[joint]) == int(mujoco.mjtJoint.mjJNT_SLIDE), joint_names.index(name),
+                               index, float(np.sign(axis[index]))))
             self.bodies.append((body, int(model.body_parentid[body]), joints))
-        self.register_buffer("axes", torch.tensor(np.asarray(axes), dtype=torch.float32), persistent=False)
-        self.register_buffer("body_offset", torch.tensor(model.body_pos, dtype=torch.float32), persistent=False)
+        self.body_offset = [tuple(float(v) for v in row) for row in model.body_pos]
         rotations = np.stack([_quat_matrix(q) for q in model.body_quat])
-        self.register_buffer("body_rotation", torch.tensor(rotations, dtype=torch.float32), persistent=False)
+        self.body_rotation = [None if np.allclose(r, np.eye(3)) else r for r in rotations]
+        self.register_buffer("body_rotations", torch.tensor(rotations, dtype=torch.float32), persistent=False)
         self.palm_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "palm")
         palm_geom = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "palm")
         points = [(self.palm_body, model.geom_pos[palm_geom].copy())]
@@ -82,28 +75,46 @@ class HandKinematics(nn.Module):
             site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{finger.name}_tip")
             points.append((int(model.site_bodyid[site]), model.site_pos[site].copy()))
         self.point_bodies = [body for body, _ in points]
-        self.register_buffer("point_offsets", torch.tensor(np.stack([o for _, o in points]), dtype=torch.float32),
-                             persistent=False)
+        self.point_offsets = [tuple(float(v) for v in offset) for _, offset in points]
 
     def forward(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Small 3x3 products written out elementwise: far fewer and cheaper ops than matmuls on
+        # (B, 3, 3) tensors, which dominate an unrolled training step otherwise.
         batch, dtype, device = q.shape[0], q.dtype, q.device
         position: list[torch.Tensor | None] = [None] * self.num_bodies
         rotation: list[torch.Tensor | None] = [None] * self.num_bodies
         position[0] = torch.zeros(batch, 3, dtype=dtype, device=device)
         rotation[0] = torch.eye(3, dtype=dtype, device=device).expand(batch, 3, 3)
-        axes = self.axes.to(dtype)
         for body, parent, joints in self.bodies:
-            x = position[parent] + rotation[parent] @ self.body_offset[body].to(dtype)
-            r = rotation[parent] @ self.body_rotation[body].to(dtype)
-            for slide, index, axis in joints:
+            r_parent = rotation[parent]
+            x = position[parent] + _apply(r_parent, self.body_offset[body])
+            r = r_parent if self.body_rotation[body] is None else r_parent @ self.body_rotations[body].to(dtype)
+            for slide, index, axis, sign in joints:
                 if slide:
-                    x = x + (r @ axes[axis]) * q[:, index: index + 1]
+                    x = x + r[:, :, axis] * (sign * q[:, index: index + 1])
                 else:
-                    r = r @ axis_angle_matrix(axes[axis], q[:, index])
+                    r = _turn_about(r, axis, sign * q[:, index])
             position[body], rotation[body] = x, r
-        offsets = self.point_offsets.to(dtype)
-        points = torch.stack([position[b] + rotation[b] @ offsets[i] for i, b in enumerate(self.point_bodies)], dim=1)
+        points = torch.stack([position[b] + _apply(rotation[b], offset) if any(offset) else position[b]
+                              for b, offset in zip(self.point_bodies, self.point_offsets)], dim=1)
         return points, rotation[self.palm_body]
+
+
+def _apply(rotation: torch.Tensor, offset: tuple[float, float, float]) -> torch.Tensor:
+    """``R @ o`` for (B, 3, 3) ``R`` and a constant offset ``o``."""
+    x, y, z = offset
+    return rotation[:, :, 0] * x + rotation[:, :, 1] * y + rotation[:, :, 2] * z
+
+
+def _turn_about(rotation: torch.Tensor, axis: int, angle: torch.Tensor) -> torch.Tensor:
+    """``R @ Rot_axis(angle)``: only the two columns orthogonal to the axis mix."""
+    i, j = (axis + 1) % 3, (axis + 2) % 3
+    cos, sin = angle.cos()[:, None], angle.sin()[:, None]
+    columns = [rotation[:, :, 0], rotation[:, :, 1], rotation[:, :, 2]]
+    ci, cj = columns[i], columns[j]
+    columns[i] = ci * cos + cj * sin
+    columns[j] = cj * cos - ci * sin
+    return torch.stack(columns, dim=-1)
 
 
 class Camera(nn.Module):

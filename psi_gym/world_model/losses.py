@@ -54,8 +54,9 @@ def dynamics_loss(model, batch: UnrollBatch) -> dict[str, torch.Tensor]:
     """Unroll the dynamics over ``batch`` (see the module doc); ``loss`` and its parts."""
     state = batch.start
     positions, joints, rotations = [], [], []
+    target_points, target_palm = model.dynamics.target_geometry(batch.targets)
     for t in range(batch.targets.shape[1]):
-        state = model.dynamics.step(state, batch.targets[:, t])
+        state = model.dynamics.step(state, batch.targets[:, t], (target_points[:, t], target_palm[:, t]))
         positions.append(state.object_position)
         joints.append(state.joint_state)
         rotations.append(state.object_rotation)

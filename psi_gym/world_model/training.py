@@ -1,19 +1,10 @@
-"""Training Psi-W0 on robot rollouts (successes and failures), with `accelerate`.
+"""Training Psi-W0 on robot episodes (successes and failures), with `accelerate`.
 
-Loss for one window (notation of `psi_gym.world_model.sampler`):
-
-* ``sigma ~ p(sigma)``, ``eps ~ N(0, I)``, ``x_sigma = (1 - sigma) x0 + sigma eps``; the network
-  predicts ``x0_hat``.
-* frame loss: ``sum(w * (x0_hat - x0)^2) / sum(w)`` with ``w = 1 + lambda * m``, where ``m`` marks
-  pixels that change between the last context frame and the target (``|x0 - c_t| > threshold`` in
-  any channel), dilated by a few pixels. The small object and the hand carry the outcome while
-  the static table dominates a plain MSE.
-* plus ``state_loss_weight * MSE(next state)`` and ``object_loss_weight * MSE(next object
-  position)`` from the heads, in normalised units.
-
-Optional drift reduction: ``context_noise`` (noise augmentation of the context frames) and
-``self_rollout_prob`` (diffusion-forcing style: the newest context frame is replaced by the
-model's own sample of it, from the window one step earlier).
+Each step trains the three parts on their own batches (`psi_gym.world_model.losses` has the
+formulas): the dynamics on unrolls of its own predictions, growing from a few steps to whole
+episodes (`TrainConfig.unroll_schedule`); the renderer on frames drawn from their true states
+(flow matching, x0-parameterised, weighted toward the pixels that differ from the first frame);
+the perception on frames where the object still rests. The loss is their weighted sum.
 
 Checkpoints: ``out_dir/checkpoint-<step>/`` holds ``model/`` (save_pretrained), the optimizer as
 safetensors + JSON, the generator state and ``trainer_state.json`` (step, loss moving averages,
@@ -46,8 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -57,86 +46,13 @@ from psi_gym.data.episode import Episode
 
 from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
 from .config import TIME_SAMPLINGS, TrainConfig, WorldModelConfig
-from .dataset import WindowBatch, WindowDataset, compute_normalization
+from .dataset import EpisodeTensors
+from .losses import dynamics_loss, perception_loss, renderer_loss
 from .model import WorldModel
-from .sampler import sampling_sigmas
 from .schedule import warmup_cosine_learning_rate
 
 logger = logging.getLogger(__name__)
 LOG_EVERY = 10  # steps per logged point (the mean of the loss parts over them)
-
-
-# --------------------------------------------------------------------------------- the loss
-def sample_sigmas(config: TrainConfig, batch: int, generator: torch.Generator, num_inference_steps: int) -> torch.Tensor:
-    """Noise levels in (0, 1] for one batch (CPU)."""
-    if config.time_sampling == "uniform":
-        return torch.rand(batch, generator=generator).clamp_min(1e-3)
-    if config.time_sampling == "logit_normal":
-        normal = torch.randn(batch, generator=generator) * config.logit_std + config.logit_mean
-        return torch.sigmoid(normal).clamp_min(1e-3)
-    if config.time_sampling == "inference_mix":
-        levels = torch.tensor(sampling_sigmas(num_inference_steps))
-        pick = levels[torch.randint(0, len(levels), (batch,), generator=generator)]
-        uniform = torch.rand(batch, generator=generator).clamp_min(1e-3)
-        use_level = torch.rand(batch, generator=generator) < 0.5
-        return torch.where(use_level, pick, uniform)
-    raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
-
-
-def change_weights(target: torch.Tensor, last_context: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    """(B, 1, H, W) per-pixel weight ``1 + lambda * dilate(|x0 - c_t| > threshold)``."""
-    changed = ((target - last_context).abs() > config.change_threshold).any(dim=1, keepdim=True).float()
-    if config.change_dilation > 0:
-        size = 2 * config.change_dilation + 1
-        changed = F.max_pool2d(changed, size, stride=1, padding=config.change_dilation)
-    return 1.0 + config.change_weight * changed
-
-
-def world_model_loss(
-    model: torch.nn.Module, batch: WindowBatch, config: TrainConfig, generator: torch.Generator,
-    num_inference_steps: int,
-) -> dict[str, torch.Tensor]:
-    """Losses of one batch: ``loss`` (to minimise) and its parts ``frame``, ``frame_mse``, ``state``, ``object``."""
-    x0 = batch.target_frame
-    batch_size = x0.shape[0]
-    device = x0.device
-    sigma = sample_sigmas(config, batch_size, generator, num_inference_steps).to(device)
-    eps = randn_tensor(x0.shape, generator=generator, device=device, dtype=x0.dtype)
-    s = sigma.view(-1, 1, 1, 1)
-    noisy = (1.0 - s) * x0 + s * eps  # x_sigma = (1 - sigma) x0 + sigma eps
-    out = model(noisy, sigma, batch.context, batch.state, batch.action, batch.instruction_embedding)
-    weights = change_weights(x0, batch.context[:, -1], config)
-    squared = (out.sample.float() - x0).pow(2)
-    frame = (squared * weights).sum() / (weights.sum() * x0.shape[1])
-    state = F.mse_loss(out.state.float(), batch.next_state)
-    obj = F.mse_loss(out.object_position.float(), batch.next_object_position)
-    loss = frame + config.state_loss_weight * state + config.object_loss_weight * obj
-    return {"loss": loss, "frame": frame.detach(), "frame_mse": squared.mean().detach(),
-            "state": state.detach(), "object": obj.detach()}
-
-
-@torch.no_grad()
-def _self_rollout(model: WorldModel, dataset: WindowDataset, batch: WindowBatch, generator: torch.Generator,
-                  num_inference_steps: int) -> None:
-    """Replace the newest context frame by the model's own sample of it, where one exists."""
-    has_previous = batch.previous >= 0
-    if not has_previous.any():
-        return
-    rows = has_previous.nonzero().squeeze(1)
-    previous = dataset.get(batch.previous[rows], batch.context.device)
-
-    def denoise(noisy: torch.Tensor, sigma: torch.Tensor):
-        out = model(noisy, sigma, previous.context, previous.state, previous.action,
-                    previous.instruction_embedding, return_dict=False)
-        return out[0], None
-
-    shape = previous.target_frame.shape
-    sample, _ = model.sampler.sample(denoise, shape, num_inference_steps, generator, batch.context.device,
-                                     previous.context.dtype)
-    context = batch.context.clone()
-    context[rows.to(context.device), -1] = sample.clamp(-1.0, 1.0).to(context.dtype)
-    # the older context frames of those rows were the previous window's newest ones: keep them real
-    batch.context = context
 
 
 # ------------------------------------------------------------------------------- data input
@@ -261,13 +177,18 @@ class TrainSummary:
     """the step training reached (``num_steps``, or fewer after ``max_time_s``)."""
     final_loss: float | None
     frame_mse: float | None
-    state_mse: float | None
-    object_mse: float | None
+    """the renderer's frame MSE on true states, [-1, 1] units."""
+    object_cm: float | None
+    """the dynamics' mean object-position error over its unrolls, cm."""
+    final_object_cm: float | None
+    """the same at the unrolls' last step, cm."""
+    perception_cm: float | None
+    """perception's object-position error on resting frames, cm."""
     time_s: float
     final_dir: str | None
     """``out_dir/final`` (None on processes other than the main one)."""
     num_episodes: int
-    num_windows: int
+    num_frames: int
     resumed_from: str | None
     """the checkpoint folder training resumed from, or None."""
     stopped_early: bool
@@ -276,23 +197,17 @@ class TrainSummary:
     """moving averages every 100 steps, and the callback's metrics."""
 
 
-def build_model(config: TrainConfig, episodes: list[Episode]) -> WorldModel:
-    """A fresh (or ``init_from``) world model whose normalisation ranges come from ``episodes``."""
-    ranges = compute_normalization(episodes)
+def build_model(config: TrainConfig) -> WorldModel:
+    """A fresh (seeded) world model, or one from ``config.init_from`` (a W0 or a Wan diffusers folder)."""
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global RNG
         torch.manual_seed(config.seed)
-        return _build_model(config, ranges)
-
-
-def _build_model(config: TrainConfig, ranges: dict[str, list[float]]) -> WorldModel:
-    if config.init_from is not None:
+        if config.init_from is None:
+            return WorldModel.from_model_config(config.model)
         if is_wan_folder(config.init_from):
-            # a pretrained Wan backbone: everything around it comes from config.model and the data
+            # a pretrained Wan backbone for the renderer: everything around it comes from config.model
             overrides = {k: v for k, v in config.model.to_kwargs().items() if k != "backbone"}
-            return WorldModel.from_pretrained(config.init_from, **{**overrides, **ranges})
-        return WorldModel.from_pretrained(config.init_from)  # fine-tune a world model in its own units
-    model_config = dataclasses.replace(config.model, **ranges)
-    return WorldModel.from_model_config(model_config)
+            return WorldModel.from_pretrained(config.init_from, **overrides)
+        return WorldModel.from_pretrained(config.init_from)  # fine-tune a world model
 
 
 def train_world_model(
@@ -361,7 +276,7 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
         resumed_from = str(checkpoint)
     else:
         start_step, checkpoint, trainer_state = 0, None, {}
-        model = build_model(config, episodes_list)
+        model = build_model(config)
     model.train()
     trackers = make_trackers(log_with, out_dir / "logs", "train-w0", resume_step=start_step)
     accelerator = Accelerator(mixed_precision=config.mixed_precision, log_with=trackers or None,
@@ -373,11 +288,7 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
         sorted({ep.instruction for ep in episodes_list}),
         model.encode_instruction(sorted({ep.instruction for ep in episodes_list})),
     )}
-    normalize = {"state": model.normalize_state, "action": model.normalize_action,
-                 "object": model.normalize_object_position}
-    dataset = WindowDataset(episodes_list, model.num_context_frames, embeddings, normalize)
-    if accelerator.device.type != "cpu":
-        dataset.to(accelerator.device)  # batches are gathered on the GPU: no host copies per step
+    dataset = EpisodeTensors(episodes_list, embeddings)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.99))
@@ -408,17 +319,7 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine_learning_rate(step, config.learning_rate, config.min_learning_rate,
                                                       config.warmup_steps, config.num_steps)
-        batch = dataset.sample(config.batch_size, generator, device)
-        if config.context_noise > 0:
-            level = torch.rand(batch.context.shape[0], 1, 1, 1, 1, generator=generator).to(device) * config.context_noise
-            noise = randn_tensor(batch.context.shape, generator=generator, device=device)
-            batch.context = batch.context + level * noise
-        if config.self_rollout_prob > 0 and torch.rand((), generator=generator).item() < config.self_rollout_prob:
-            unwrapped.eval()
-            _self_rollout(unwrapped, dataset, batch, generator, steps_for_levels)
-            unwrapped.train()
-        with accelerator.autocast():
-            parts = world_model_loss(model, batch, config, generator, steps_for_levels)
+        parts = _losses(model, unwrapped, dataset, config, step, generator, device, steps_for_levels)
         accelerator.backward(parts["loss"])
         if config.grad_clip > 0:
             accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -437,8 +338,9 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
             window = {}
         progress.update(1)
         if step % 10 == 0:
-            progress.set_postfix(loss=f"{running['loss']:.4f}", frame=f"{running['frame_mse']:.4f}",
-                                 state=f"{running['state']:.4f}", obj=f"{running['object']:.4f}")
+            progress.set_postfix(loss=f"{running['loss']:.3f}", frame=f"{running['frame_mse']:.4f}",
+                                 obj_cm=f"{running['object_cm']:.2f}", last_cm=f"{running['final_object_cm']:.2f}",
+                                 seen_cm=f"{running['perception_cm']:.2f}")
         if step % 100 == 0:
             history.append({"step": step, **{k: round(v, 6) for k, v in running.items()}})
         if callback is not None and config.eval_every > 0 and step % config.eval_every == 0 and is_main:
@@ -473,12 +375,13 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
         steps=step,
         final_loss=running.get("loss", last_parts.get("loss")),
         frame_mse=running.get("frame_mse"),
-        state_mse=running.get("state"),
-        object_mse=running.get("object"),
+        object_cm=running.get("object_cm"),
+        final_object_cm=running.get("final_object_cm"),
+        perception_cm=running.get("perception_cm"),
         time_s=round(time.perf_counter() - start_time, 2),
         final_dir=final_dir,
         num_episodes=len(episodes_list),
-        num_windows=len(dataset),
+        num_frames=int(dataset.frames.shape[0]),
         resumed_from=resumed_from,
         stopped_early=stopped_early,
         num_parameters=unwrapped.num_parameters(),
@@ -489,7 +392,30 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
     return summary
 
 
-def iterate_windows(dataset: WindowDataset, batch_size: int) -> Iterable[torch.Tensor]:
-    """Index batches covering every window once, in order (for evaluation)."""
-    for start in range(0, len(dataset), batch_size):
-        yield torch.arange(start, min(start + batch_size, len(dataset)))
+def _losses(model: torch.nn.Module, unwrapped: WorldModel, dataset: EpisodeTensors, config: TrainConfig, step: int,
+            generator: torch.Generator, device: torch.device, num_inference_steps: int) -> dict[str, torch.Tensor]:
+    """One step's batches and losses of the three parts (see the module doc)."""
+    unrolls = dataset.unrolls(config.dynamics_batch_size, config.unroll_length(step), generator, config.perception_noise)
+    frames = dataset.frame_samples(config.batch_size, generator)
+    seen = dataset.perception_samples(config.perception_batch_size, generator)
+    unrolls, frames, seen = (_to_device(batch, device) for batch in (unrolls, frames, seen))
+    dynamics = dynamics_loss(unwrapped, unrolls)
+    with torch.autocast(device_type=device.type, enabled=config.mixed_precision != "no",
+                        dtype=torch.bfloat16 if config.mixed_precision == "bf16" else torch.float16):
+        rendered = renderer_loss(model, frames, config, generator, num_inference_steps)
+    perceived = perception_loss(unwrapped, seen)
+    loss = rendered["loss"] + config.dynamics_loss_weight * dynamics["loss"] + config.perception_loss_weight * perceived["loss"]
+    return {"loss": loss, "frame_mse": rendered["frame_mse"], "object_cm": dynamics["object_cm"],
+            "final_object_cm": dynamics["final_object_cm"], "joints": dynamics["joints"], "rotation": dynamics["rotation"],
+            "perception_cm": perceived["position_cm"], "kind_accuracy": perceived["kind_accuracy"],
+            "size_cm": perceived["size_cm"]}
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if device.type == "cpu":
+        return batch
+    values = {}
+    for field in dataclasses.fields(batch):
+        value = getattr(batch, field.name)
+        values[field.name] = value.to(device) if hasattr(value, "to") else value
+    return type(batch)(**values)
