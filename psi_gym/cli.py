@@ -34,14 +34,6 @@ from psi_gym.world_model import commands as world_model_commands
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any]]
 
 
-def _load_estimator(name_or_folder: str, device: str) -> Any:
-    # eval-w0 judges W0's frames with the estimator of the rewards part, which sits above the
-    # world model: the CLI hands it in (torch loads only when the job runs)
-    from psi_gym.rewards.object_state import load_estimator
-
-    return load_estimator(name_or_folder, device)
-
-
 def _merge(*tables: dict[str, Command]) -> dict[str, Command]:
     merged: dict[str, Command] = {}
     for table in tables:
@@ -55,7 +47,6 @@ def _merge(*tables: dict[str, Command]) -> dict[str, Command]:
 COMMANDS: dict[str, Command] = _merge(
     retarget_commands.COMMANDS,
     world_model_commands.COMMANDS,
-    {"eval-w0": world_model_commands.eval_w0_command(_load_estimator)},
     rewards_commands.COMMANDS,
     envs_commands.COMMANDS,
     agents_commands.COMMANDS,

@@ -5,7 +5,10 @@
 * ``psi-gym refine --demos HELDOUT [--tuning-demos TUNING] --refiner cem|ppo --seed S``: refine
   held-out demos inside W0, sim-verified, beside its controls (`psi_gym.agents.refine`);
 * ``psi-gym evaluate --policies ... --demos HELDOUT``: policies' success estimated in W0 vs true in
-  the simulator, Pearson and Spearman (`psi_gym.agents.evaluation`).
+  the simulator, Pearson and Spearman (`psi_gym.agents.evaluation`);
+* ``psi-gym eval-w0 --checkpoint default --seed S``: W0 against the simulator, the way the env uses
+  it: frame fidelity (`psi_gym.world_model.fidelity`), and whole episodes of candidate refinements
+  ranked, judged and near misses told apart (`psi_gym.agents.world_model_report`).
 
 Heavy imports (torch, TorchRL, MuJoCo) happen when a job runs, so that ``psi-gym --help`` stays fast.
 """
@@ -16,7 +19,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from psi_gym.data.arguments import int_at_least, number_in, positive_int, seed, threads
+from psi_gym.data.arguments import (
+    ArgumentProblem,
+    check_output_dir,
+    device,
+    int_at_least,
+    int_in,
+    number_in,
+    positive_int,
+    seed,
+    threads,
+)
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -141,7 +154,78 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                                             num_envs=args.num_envs, seed=args.seed, progress=not args.no_progress))
 
 
+# ----------------------------------------------------------------------------------- eval-w0
+def configure_eval_w0(p: argparse.ArgumentParser) -> None:
+    from psi_gym.world_model.config import INFERENCE_DTYPES
+
+    p.add_argument("--checkpoint", default="default", help="world-model folder or 'default'")
+    p.add_argument("--estimator", default="default", help="object-state/success estimator folder or 'default'")
+    p.add_argument("--reward-model", default="object_tracking", help="the env's reward model (a built-in name)")
+    p.add_argument("--episodes", type=positive_int, default=48, help="fresh held-out rollouts for frame PSNR/SSIM")
+    p.add_argument("--horizon", type=int_in(1, 64), default=8, help="steps from the start PSNR/SSIM are averaged over")
+    p.add_argument("--demos", type=positive_int, default=24, help="fresh held-out demos for the ranking test")
+    p.add_argument("--candidates", type=int_at_least(2), default=16, help="plans per demo: raw + random residuals")
+    p.add_argument("--near-misses", type=int_at_least(0), default=8, help="perturbations tried per demo")
+    p.add_argument("--num-envs", type=positive_int, default=64, help="rows of the W0 vector env")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--video", type=Path, default=None, help="folder for simulator-vs-W0 videos of the top picks")
+    p.add_argument("--out", type=Path, default=None, help="folder for eval-w0.json and the plot eval-w0.png")
+    p.add_argument("--device", type=device, default="cpu")
+    p.add_argument("--dtype", default="float32", choices=INFERENCE_DTYPES, help="world-model weights and compute")
+    p.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_eval_w0(args: argparse.Namespace) -> dict[str, Any]:
+    import json
+
+    from psi_gym.agents.world_model_report import WorldModelReportConfig, world_model_report
+    from psi_gym.data.atomic import write_bytes_atomic
+    from psi_gym.data.plots import Panel, plot_panels
+    from psi_gym.rewards.object_state import load_estimator
+    from psi_gym.rewards.resolve import resolve_reward_model
+    from psi_gym.world_model.fidelity import FidelityConfig, evaluate_fidelity
+    from psi_gym.world_model.loading import load_world_model
+
+    _threads(args)
+    for flag, folder in (("--video", args.video), ("--out", args.out)):
+        if folder is not None:
+            check_output_dir(folder, flag)
+    try:
+        model = load_world_model(args.checkpoint, args.device, args.dtype)
+    except (FileNotFoundError, ValueError) as error:
+        raise ArgumentProblem("--checkpoint", str(error)) from None
+    try:
+        estimator = load_estimator(args.estimator, args.device)
+    except (FileNotFoundError, ValueError) as error:
+        raise ArgumentProblem("--estimator", str(error)) from None
+    try:
+        reward_model = resolve_reward_model(args.reward_model, estimator)
+    except (TypeError, ValueError) as error:
+        raise ArgumentProblem("--reward-model", str(error)) from None
+    fidelity = evaluate_fidelity(model, FidelityConfig(episodes=args.episodes, horizon=args.horizon, seed=args.seed))
+    report = world_model_report(model, reward_model, estimator, WorldModelReportConfig(
+        demos=args.demos, candidates=args.candidates, near_misses=args.near_misses, seed=args.seed,
+        num_envs=args.num_envs, video_dir=args.video, progress=not args.no_progress))
+    summary = {"checkpoint": args.checkpoint, "dtype": args.dtype, **fidelity.to_dict(), **report}
+    if args.out is not None:
+        write_bytes_atomic(args.out / "eval-w0.json", json.dumps(summary, indent=1, default=str).encode())
+        steps = list(range(1, len(report["psnr_by_step"]) + 1))
+        plot_panels(args.out / "eval-w0.png", [
+            Panel("PSNR per step, whole episodes in the env", "step", "dB",
+                  {"W0": (steps, report["psnr_by_step"]), "first frame held": (steps, report["psnr_copy_first_by_step"])}),
+            Panel("object position error of W0's state", "step", "cm",
+                  {"median": (steps, report["object_error_cm_median_by_step"]),
+                   "90th percentile": (steps, report["object_error_cm_p90_by_step"])}, y_from_zero=True),
+            Panel("Spearman(W0 return, sim score) per demo", "demo", "rho",
+                  {"rho": (list(range(len(report["ranking"]["spearman_per_demo"]))), report["ranking"]["spearman_per_demo"])}),
+        ])
+    return summary
+
+
 COMMANDS = {
+    "eval-w0": ("W0 against the simulator as the env uses it: whole episodes, ranking of refinements, near misses, "
+                "verdicts, PSNR", configure_eval_w0, run_eval_w0),
     "train-r2": ("behaviour cloning of Psi-R2 on retargeted human demos (touch masked) and robot rollouts",
                  configure_train, run_train),
     "refine": ("refine held-out retargeted demos inside W0 (CEM or PPO), sim-verified, beside its controls",

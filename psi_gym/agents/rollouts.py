@@ -105,19 +105,20 @@ class PlanResults:
     actions: list[np.ndarray]  # B x (H, 22) float32 residual actions applied (clipped to [-1, 1]): plans
     joint_targets: list[np.ndarray]  # B x (H, 22) float32 absolute targets applied
     frames: list[np.ndarray] | None = None  # B x (H+1, h, w, 3) uint8, when asked for
+    episodes: list[Any] | None = None  # B generated `Episode` (the env's record: frames, W0's states), when asked for
 
 
 def run_plans_in_env(vector_env: Any, demos: Sequence[DemoRef], plans: Sequence[np.ndarray],
-                     seeds: Sequence[int], record_frames: bool = False) -> PlanResults:
+                     seeds: Sequence[int], record_frames: bool = False, record_episodes: bool = False) -> PlanResults:
     """Run ``plans[i]`` (H_i, 22) open loop on demo ``demos[i]`` in the vector env (see `run_in_env`)."""
     if len(plans) != len(demos):
         raise ValueError(f"demos and plans must have the same length, got {len(demos)}, {len(plans)}")
-    return run_in_env(vector_env, demos, seeds, plans=plans, record_frames=record_frames)
+    return run_in_env(vector_env, demos, seeds, plans=plans, record_frames=record_frames, record_episodes=record_episodes)
 
 
 def run_in_env(vector_env: Any, demos: Sequence[DemoRef], seeds: Sequence[int], plans: Sequence[np.ndarray] | None = None,
                act: Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray] | None = None,
-               record_frames: bool = False) -> PlanResults:
+               record_frames: bool = False, record_episodes: bool = False) -> PlanResults:
     """One episode per demo in a PsiW0-Retarget-style vector env (``autoreset_mode=DISABLED``; the
     W0 env or its simulator twin), in batches of its ``num_envs`` rows (a short last batch is padded
     with copies of its first row, then dropped), every row to its horizon.
@@ -137,6 +138,7 @@ def run_in_env(vector_env: Any, demos: Sequence[DemoRef], seeds: Sequence[int], 
     actions_out: list[np.ndarray] = [np.zeros(0)] * count
     targets_out: list[np.ndarray] = [np.zeros(0)] * count
     frames_out: list[np.ndarray] = [np.zeros(0)] * count
+    episodes_out: list[Any] = [None] * count
     for first in range(0, count, n):
         rows = list(range(first, min(first + n, count)))
         padded = np.asarray(rows + [rows[0]] * (n - len(rows)))
@@ -170,6 +172,10 @@ def run_in_env(vector_env: Any, demos: Sequence[DemoRef], seeds: Sequence[int], 
             ended = (np.asarray(terminated) | np.asarray(truncated)) & alive
             batch_success[ended] = np.asarray(info["success"])[ended]
             alive &= ~ended
+            if record_episodes:
+                for j in np.flatnonzero(ended):
+                    if j < len(rows):
+                        episodes_out[first + j] = vector_env.unwrapped.episode(int(j))
             if not alive.any():
                 break
             if ended.any():  # DISABLED autoreset refuses to step an ended row: restart it, unrecorded
@@ -180,7 +186,8 @@ def run_in_env(vector_env: Any, demos: Sequence[DemoRef], seeds: Sequence[int], 
             targets_out[i] = batch_targets[j, :steps[j]].copy()
             if record_frames:
                 frames_out[i] = batch_frames[j, :steps[j] + 1].copy()
-    return PlanResults(returns, success, actions_out, targets_out, frames_out if record_frames else None)
+    return PlanResults(returns, success, actions_out, targets_out, frames_out if record_frames else None,
+                       episodes_out if record_episodes else None)
 
 
 def sim_tracking_return(object_positions: np.ndarray, demo: DemoRef, success: bool,

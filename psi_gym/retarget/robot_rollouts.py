@@ -38,7 +38,7 @@ from psi_gym.retarget.human_demos import episode_rng, make_demo
 from psi_gym.retarget.pipeline import reference_from_demo
 from psi_gym.sim.hands import hand_spec, residual_joint_targets, residual_scale
 from psi_gym.sim.replay import replay_targets
-from psi_gym.sim.residuals import random_theta, residual_actions
+from psi_gym.sim.residuals import RESIDUAL_SIZES, random_theta, residual_actions
 from psi_gym.sim.scene import SceneParams
 from psi_gym.sim.scripted import plan_task
 from psi_gym.sim.tasks import EPISODE_SLACK, TASKS, get_task
@@ -47,8 +47,6 @@ from psi_gym.sim.world import SimulationUnstable, get_world, start_qpos
 
 SOURCE_WEIGHTS = {"scripted": 0.30, "retarget": 0.15, "explore": 0.30, "perturbed": 0.25}
 SOURCES = (*SOURCE_WEIGHTS, "residual")
-RESIDUAL_SIZES = (0.15, 0.3, 0.5, 0.75, 1.0)
-"""sizes of the ``residual`` source's random theta (uniform in [-size, size]): near misses to large."""
 GENERALIZATION_FRACTION = 0.25
 """share of ``residual`` rollouts whose demo is of the generalization tier (noisy hand pose)."""
 PERTURBATIONS = ("offset", "timing_shift", "noise", "early_release", "missed_grasp", "stop_early")

@@ -24,6 +24,9 @@ NUM_WRIST = 6
 NUM_FINGERS = 4
 NUM_PARAMETERS = NUM_WRIST + NUM_FINGERS  # per knot
 DEFAULT_KNOTS = 3
+RESIDUAL_SIZES = (0.15, 0.3, 0.5, 0.75, 1.0)
+"""sizes of random residuals (theta uniform in [-size, size]) that collection and evaluation draw:
+near misses to large; refinement searches within them."""
 
 
 def residual_actions(theta: np.ndarray, num_steps: int, demo_steps: int) -> np.ndarray:

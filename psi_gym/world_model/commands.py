@@ -4,9 +4,8 @@ imports the CLI.
 * ``psi-gym train-w0 --data ROOT [ROOT ...] --out DIR`` trains Psi-W0 on robot rollouts (resumes
   from the newest checkpoint in DIR; the model lands in DIR/final).
 * ``psi-gym bench-w0 [--model DIR]`` times `WorldModel.predict` at a few batch sizes.
-* ``psi-gym eval-w0`` reports W0's fidelity against the simulator. It reads outcomes off predicted
-  frames with the object-state estimator, which lives in `psi_gym.rewards`, above this part: the
-  CLI hands its loader in (`eval_w0_command`).
+(``psi-gym eval-w0`` evaluates W0 through the env against the simulator: it lives in
+`psi_gym.agents.commands`, above the parts it uses.)
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,67 +164,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def configure_eval(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default="default", help="world-model folder or 'default'")
-    parser.add_argument("--estimator", default="default", help="object-state/success estimator folder or 'default'")
-    parser.add_argument("--episodes", type=positive_int, default=48, help="fresh held-out rollouts for PSNR/SSIM")
-    parser.add_argument("--pairs", type=positive_int, default=30, help="success/failure pairs for outcome agreement")
-    parser.add_argument("--horizon", type=int_in(1, 16), default=8, help="open-loop prediction steps (default 8)")
-    parser.add_argument("--seed", type=seed, default=0)
-    parser.add_argument("--video", type=Path, default=None, help="folder for predicted-vs-true videos")
-    parser.add_argument("--out", type=Path, default=None, help="folder for eval-w0.json and the plot eval-w0.png")
-    parser.add_argument("--device", type=device, default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=INFERENCE_DTYPES,
-                        help="world-model weights and compute (the estimator stays float32)")
-    parser.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads (CPU)")
-
-
-def run_eval(args: argparse.Namespace, load_estimator: Callable[[str, str], Any]) -> dict[str, Any]:
-    """``eval-w0``; ``load_estimator(name_or_folder, device)`` gives the object-state estimator."""
-    import torch
-
-    from psi_gym.data.plots import Panel
-
-    from .fidelity import FidelityConfig, evaluate_fidelity
-    from .loading import load_world_model
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    _check_model_folder(args.checkpoint, "--checkpoint")
-    for flag, folder in (("--video", args.video), ("--out", args.out)):
-        if folder is not None:
-            check_output_dir(folder, flag)
-    try:
-        model = load_world_model(args.checkpoint, args.device, args.dtype)
-    except (FileNotFoundError, ValueError) as error:
-        raise ArgumentProblem("--checkpoint", str(error)) from None
-    try:
-        estimator = load_estimator(args.estimator, args.device)
-    except (FileNotFoundError, ValueError) as error:
-        raise ArgumentProblem("--estimator", str(error)) from None
-    config = FidelityConfig(episodes=args.episodes, pairs=args.pairs, horizon=args.horizon, seed=args.seed,
-                            video_dir=args.video)
-    summary = {"checkpoint": args.checkpoint, "dtype": args.dtype, **evaluate_fidelity(model, estimator, config).to_dict()}
-    steps = list(range(1, len(summary["psnr_per_step"]) + 1))
-    _write_report(args.out, "eval-w0", summary, [
-        Panel("PSNR per open-loop step", "step", "dB",
-              {"W0": (steps, summary["psnr_per_step"]), "copy last frame": (steps, summary["psnr_copy_last_per_step"])}),
-        Panel("SSIM per open-loop step", "step", "SSIM",
-              {"W0": (steps, summary["ssim_per_step"]), "copy last frame": (steps, summary["ssim_copy_last_per_step"])}),
-    ])
-    return summary
-
-
-EVAL_W0_HELP = "fidelity of a world model against the simulator: PSNR/SSIM, counterfactual outcome agreement, speed"
-
-
-def eval_w0_command(load_estimator: Callable[[str, str], Any]) -> tuple[str, Callable, Callable]:
-    """``psi-gym eval-w0`` as a `COMMANDS` entry, with the estimator loader the CLI hands in."""
-    return EVAL_W0_HELP, configure_eval, lambda args: run_eval(args, load_estimator)
-
-
 COMMANDS = {
     "train-w0": ("train the Psi-W0 world model on robot rollouts (successes and failures)", configure_train, run_train),
     "bench-w0": ("time WorldModel.predict (ms per batched step, env steps per second)", configure_bench, run_bench),
 }
-"""name -> (help, configure(parser), run(args) -> summary), listed by `psi_gym.cli` (with `eval_w0_command`)."""
+"""name -> (help, configure(parser), run(args) -> summary), listed by `psi_gym.cli` (``eval-w0``, which
+needs the env and the simulator, is `psi_gym.agents.commands`')."""

@@ -1,16 +1,19 @@
-"""How good is a world model on held-out episodes: one-step and open-loop (autoregressive) metrics.
+"""Frame metrics and open-loop prediction of whole episodes.
 
-PSNR is on uint8 frames (peak 255). ``copy_last`` is the baseline that predicts "nothing moves"
-(the last context frame); a world model is only useful where it beats it, above all on the
-pixels that do change (``changed_psnr``: hand and object).
+PSNR is on uint8 frames (peak 255); SSIM per image (11x11 Gaussian window, sigma 1.5, each RGB
+channel, Wang et al. 2004 constants for a 255 range). ``copy_first`` is the baseline that predicts
+"nothing moves" (the episode's first frame held still): a world model is only useful where it
+beats it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from psi_gym.data.episode import Episode
 
@@ -28,81 +31,54 @@ def psnr(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = N
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
-def _context(frames: np.ndarray, t: int, k: int) -> np.ndarray:
-    index = np.maximum(np.arange(t - k + 1, t + 1), 0)
-    return frames[index]
+def ssim(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Mean SSIM per image of uint8 (N, H, W, 3) batches."""
+    x = torch.from_numpy(prediction).permute(0, 3, 1, 2).double()
+    y = torch.from_numpy(target).permute(0, 3, 1, 2).double()
+    coords = torch.arange(11, dtype=torch.float64) - 5
+    gauss = torch.exp(-(coords**2) / (2 * 1.5**2))
+    gauss = gauss / gauss.sum()
+    window = (gauss[:, None] * gauss[None, :]).expand(3, 1, 11, 11).contiguous()
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(z, window, groups=3)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(1, 2, 3)).numpy()
 
 
-def predict_open_loop(model: WorldModel, episodes: Sequence[Episode], starts: Sequence[int], horizon: int,
-                      generator: torch.Generator, num_inference_steps: int | None = None) -> np.ndarray:
-    """Open-loop prediction: frames (B, horizon, H, W, 3), episode b from real context at
-    starts[b] with its real actions starts[b] .. starts[b] + horizon - 1, the model's own frames
-    and states fed back as context."""
-    k = model.num_context_frames
-    context = np.stack([_context(ep.frames, t0, k) for ep, t0 in zip(episodes, starts)])
-    state = np.stack([ep.state[t0] for ep, t0 in zip(episodes, starts)])
-    instructions = [ep.instruction for ep in episodes]
-    frames = []
-    for h in range(horizon):
-        action = np.stack([ep.action[t0 + h] for ep, t0 in zip(episodes, starts)])
-        out = model.predict(context, state, action, instructions, generator=generator,
-                            num_inference_steps=num_inference_steps, output_type="np")
-        frames.append(out.frames)
-        context = np.concatenate([context[:, 1:], out.frames[:, None]], axis=1)
-        state = out.state.astype(np.float32)
-    return np.stack(frames, axis=1)
+@dataclass
+class OpenLoopPrediction:
+    """What W0 predicted for ``B`` episodes from their first frames: ``frames`` (B, L, H, W, 3) uint8
+    (frames 1..L), ``object_position`` (B, L, 3) m and ``joint_state`` (B, L, 22) after each step."""
+
+    frames: np.ndarray
+    object_position: np.ndarray
+    joint_state: np.ndarray
 
 
 @torch.no_grad()
-def evaluate_world_model(
-    model: WorldModel,
-    episodes: Sequence[Episode],
-    seed: int = 0,
-    num_inference_steps: int | None = None,
-    horizon: int = 16,
-    change_threshold: int = 5,
-) -> dict[str, float]:
-    """One-step (teacher-forced) and ``horizon``-step autoregressive metrics.
-
-    Returns PSNR of the model and of copy-last-frame, over all pixels and over changed pixels
-    (``|target - last| > change_threshold`` in any channel), state MAE (physical units), object
-    position error (m), and open-loop PSNR after ``horizon`` steps fed back on its own frames
-    (states fed back too; the actions are the episodes').
-    """
-    k = model.num_context_frames
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    predictions, targets, lasts, state_err, object_err = [], [], [], [], []
-    for ep in episodes:
-        steps = ep.num_steps
-        contexts = np.stack([_context(ep.frames, t, k) for t in range(steps)])
-        out = model.predict(contexts, ep.state[:-1], ep.action, [ep.instruction] * steps, generator=generator,
-                            num_inference_steps=num_inference_steps, output_type="np")
-        predictions.append(out.frames)
-        targets.append(ep.frames[1:])
-        lasts.append(ep.frames[:-1])
-        state_err.append(np.abs(out.state - ep.state[1:]).mean())
-        object_err.append(np.linalg.norm(out.object_position - ep.object_pose[1:, :3], axis=1).mean())
-    prediction, target, last = (np.concatenate(x) for x in (predictions, targets, lasts))
-    changed = (np.abs(target.astype(int) - last.astype(int)) > change_threshold).any(-1)
-    metrics = {
-        "psnr": psnr(prediction, target),
-        "psnr_copy_last": psnr(last, target),
-        "changed_psnr": psnr(prediction, target, changed),
-        "changed_psnr_copy_last": psnr(last, target, changed),
-        "state_mae": float(np.mean(state_err)),
-        "object_error_m": float(np.mean(object_err)),
-    }
-
-    # open loop: all episodes in one batch, from their first frame
-    length = min(horizon, min(ep.num_steps for ep in episodes))
-    open_loop_psnr = []
-    if length > 0:
-        predicted = predict_open_loop(model, episodes, [0] * len(episodes), length, generator, num_inference_steps)
-        open_loop_psnr = [psnr(predicted[:, t], np.stack([ep.frames[t + 1] for ep in episodes])) for t in range(length)]
-    if open_loop_psnr:
-        metrics[f"open_loop_psnr_step{length}"] = open_loop_psnr[-1]
-        metrics["open_loop_psnr_mean"] = float(np.mean(open_loop_psnr))
-        last_truth = np.stack([ep.frames[0] for ep in episodes])
-        truth = np.stack([ep.frames[length] for ep in episodes])
-        metrics[f"open_loop_psnr_copy_first_step{length}"] = psnr(last_truth, truth)
-    return metrics
+def predict_open_loop(model: WorldModel, episodes: Sequence[Episode], horizon: int | None = None,
+                      generator: torch.Generator | None = None, num_inference_steps: int | None = None) -> OpenLoopPrediction:
+    """Open loop from each episode's first real frame and start joints, with its real joint
+    targets for ``horizon`` steps (default: the shortest episode's length), W0's own state fed back:
+    what the env does with a plan."""
+    horizon = min(ep.num_steps for ep in episodes) if horizon is None else int(horizon)
+    first = np.stack([ep.frames[0] for ep in episodes])
+    state = model.initial_state(first, np.stack([ep.state[0] for ep in episodes]).astype(np.float32))
+    embedding = model._instruction_embedding([ep.instruction for ep in episodes], len(episodes))
+    frames, positions, joints = [], [], []
+    for t in range(horizon):
+        action = np.stack([ep.action[t] for ep in episodes]).astype(np.float32)
+        out = model.predict(first[:, None], state.joint_state.cpu().numpy(), action, embedding, generator=generator,
+                            num_inference_steps=num_inference_steps, output_type="np", world_state=state)
+        state = out.world_state
+        frames.append(out.frames)
+        positions.append(out.object_position)
+        joints.append(out.state)
+    return OpenLoopPrediction(np.stack(frames, 1), np.stack(positions, 1), np.stack(joints, 1))
