@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import psi_gym
+from tests.default_world_model import require_default_world_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(psi_gym.__file__).resolve().parent
@@ -66,6 +67,7 @@ print(json.dumps({
 
 @pytest.mark.slow
 def test_core_env_needs_no_extra():
+    require_default_world_model()  # the script makes the env on the shipped defaults
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", CORE_SCRIPT, ",".join(OPTIONAL)], capture_output=True,
                             text=True, env=env, timeout=300, cwd=str(ROOT))

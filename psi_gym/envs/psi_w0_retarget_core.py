@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ from psi_gym.sim.tasks import TASKS
 from psi_gym.sim.tasks import EPISODE_SLACK
 from psi_gym.world_model.config import INFERENCE_DTYPES, INSTRUCTION_DIM
 from psi_gym.world_model.loading import load_world_model
-from psi_gym.world_model.model import WorldModel
+from psi_gym.world_model.model import WorldModel, WorldModelOutput
 from psi_gym.world_model.world_state import WorldState, matrix_to_quaternion
 
 ACTION_MODES = ("residual", "absolute")
@@ -68,6 +69,34 @@ DEVICE_FORMS = "None (CUDA if available, else the CPU), 'cpu', 'cuda', 'cuda:N',
 IDENTITY_QUATERNION = np.array([1.0, 0.0, 0.0, 0.0], np.float32)  # w, x, y, z
 TASK_NAMES = tuple(sorted(TASKS))
 """What ``info["task_index"]`` indexes (the estimator's success heads use the same order)."""
+
+
+@runtime_checkable
+class WorldStepper(Protocol):
+    """What the core steps its rows with: `WorldModel` satisfies it, and so does the simulator
+    twin's `psi_gym.envs.sim_retarget.SimulatorStepper` (the ground truth in W0's place).
+
+    The core calls ``initial_state`` once per reset (the rows being reset, in order) and
+    ``predict`` once per batched step (the rows being stepped, in order), handing back the
+    `WorldState` rows it got; see `WorldModel.initial_state` and `WorldModel.predict` for the
+    shapes."""
+
+    image_size: int
+    """frames are ``image_size x image_size`` RGB."""
+    num_context_frames: int
+    """how many of the newest frames ``predict`` reads."""
+    device: torch.device
+    """where the per-row noise generators live."""
+
+    def initial_state(self, frames: np.ndarray, joint_state: np.ndarray) -> WorldState:
+        """The state of ``B`` episodes at their start: first frames (B, H, W, 3) uint8, joints (B, 22)."""
+
+    def predict(self, context_frames: np.ndarray, context_state: np.ndarray, action: np.ndarray,
+                instruction: str | Sequence[str] | np.ndarray | torch.Tensor,
+                generator: torch.Generator | list[torch.Generator] | None = None,
+                num_inference_steps: int | None = None, output_type: str | None = None,
+                world_state: WorldState | None = None) -> WorldModelOutput:
+        """Frame, joints, object position and `WorldState` of the rows at t+1."""
 
 
 @dataclass
@@ -226,7 +255,8 @@ class PsiW0RetargetCore:
     Args:
         config: the env options (its ``world_model``, ``reward_model``, ``estimator`` and ``demos``
             are not read: the objects below are what it uses).
-        world_model: the `WorldModel` that predicts every step.
+        world_model: the `WorldModel` that predicts every step (or any other `WorldStepper`:
+            the simulator twin steps the ground truth through the same rules).
         reward_model: a `RewardModel` (``batch -> RewardOutput``).
         demos: the `DemoSet` episodes start from.
         num_envs: N rows.
@@ -236,13 +266,14 @@ class PsiW0RetargetCore:
     an `Episode`. Memory stays bounded: two episodes per row.
     """
 
-    def __init__(self, config: PsiW0RetargetConfig, world_model: WorldModel, reward_model: RewardModel,
+    def __init__(self, config: PsiW0RetargetConfig, world_model: WorldStepper, reward_model: RewardModel,
                  demos: DemoSet, num_envs: int = 1) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if not isinstance(world_model, WorldModel):
-            raise TypeError(f"world_model must be a WorldModel (names resolve in PsiW0RetargetCore.from_config), "
-                            f"got {type(world_model).__name__}")
+        if not isinstance(world_model, WorldStepper):
+            raise TypeError(f"world_model must be a WorldModel or another WorldStepper (image_size, "
+                            f"num_context_frames, device, initial_state, predict; names resolve in "
+                            f"PsiW0RetargetCore.from_config), got {type(world_model).__name__}")
         if not callable(reward_model):
             raise TypeError(f"reward_model must be callable (batch -> RewardOutput), got {type(reward_model).__name__}")
         if not isinstance(demos, DemoSet):
@@ -261,13 +292,14 @@ class PsiW0RetargetCore:
         self.joint_ranges = ranges
         self.joint_low, self.joint_high = ranges[:, 0].copy(), ranges[:, 1].copy()
         self.residual_scale = (residual_scale(spec) * config.residual_gain).astype(np.float32)
-        model_config = self.world_model.config
-        if model_config.state_dim != self.num_joints or model_config.action_dim != self.num_joints:
-            raise ValueError(f"the world model takes state/action of {model_config.state_dim}/{model_config.action_dim} "
-                             f"dims; the robot has {self.num_joints} joints")
-        if model_config.instruction_dim != INSTRUCTION_DIM:
-            raise ValueError(f"the world model takes {model_config.instruction_dim}-dim instruction embeddings; "
-                             f"the env gives MiniLM's {INSTRUCTION_DIM}")
+        if isinstance(world_model, WorldModel):
+            model_config = world_model.config
+            if model_config.state_dim != self.num_joints or model_config.action_dim != self.num_joints:
+                raise ValueError(f"the world model takes state/action of {model_config.state_dim}/"
+                                 f"{model_config.action_dim} dims; the robot has {self.num_joints} joints")
+            if model_config.instruction_dim != INSTRUCTION_DIM:
+                raise ValueError(f"the world model takes {model_config.instruction_dim}-dim instruction embeddings; "
+                                 f"the env gives MiniLM's {INSTRUCTION_DIM}")
         self.image_size = self.world_model.image_size
         self.num_context_frames = self.world_model.num_context_frames
         self.frame_stack = config.frame_stack
@@ -313,13 +345,7 @@ class PsiW0RetargetCore:
         # Episode records, (n, L(+1), ...) with L the longest horizon of a running row (grown at reset).
         self._allocate_records(1)
         self.finished: list[EpisodeRecord | None] = [None] * n  # each row's last ended episode (a copy)
-        parameters = sum(p.numel() for p in world_model.parameters())
-        source = config.world_model if isinstance(config.world_model, str) else None
-        source = source or world_model.config.get("_name_or_path") or "a WorldModel object"
-        self.provenance = {
-            "world_model": f"WorldModel({source}; {parameters} parameters, {str(world_model.dtype).removeprefix('torch.')})",
-            "reward_model": repr(reward_model),
-        }
+        self.provenance = {"world_model": _describe(world_model, config), "reward_model": repr(reward_model)}
 
     @classmethod
     def from_config(cls, config: PsiW0RetargetConfig, num_envs: int = 1) -> PsiW0RetargetCore:
@@ -354,6 +380,7 @@ class PsiW0RetargetCore:
             chosen.append((start, seed, int(limit), self._embedding(start.context.instruction)))
         first_frames = np.stack([resize_frame(start.first_frame, self.image_size) for start, _, _, _ in chosen])
         start_states = np.stack([np.clip(start.start_state, self.joint_low, self.joint_high) for start, _, _, _ in chosen])
+        first_frames = self.start_rows(np.asarray(rows, np.int64), [start for start, _, _, _ in chosen], first_frames)
         initial = self.world_model.initial_state(first_frames, start_states)  # W0 reads the object off the frame
         longest = max(limit for _, _, limit, _ in chosen)
         if longest > self.record_length:  # the other rows' episodes fit already: they are kept
@@ -380,6 +407,13 @@ class PsiW0RetargetCore:
             self.record_state[row, 0] = start_state
             self.record_object[row, 0] = start_object[j]  # where W0 sees the object
         self._stack_references()
+
+    def start_rows(self, rows: np.ndarray, starts: list[DemoStart], first_frames: np.ndarray) -> np.ndarray:
+        """Called by `reset` once the demos of ``rows`` are chosen and before the stepper reads
+        their start (``initial_state``): the first frames (n, H, W, 3) uint8 the episodes start
+        from. W0 starts from the demos' recorded frames as they are; a stepper with state of its
+        own per row (the simulator twin) is put at ``starts`` here and answers with its frames."""
+        return first_frames
 
     def _embedding(self, instruction: str) -> torch.Tensor:
         if instruction not in self._embeddings:
@@ -648,6 +682,16 @@ class PsiW0RetargetCore:
                 "ended": record.ended,
             },
         ).validate()
+
+
+def _describe(world_model: WorldStepper, config: PsiW0RetargetConfig) -> str:
+    """What stepped an episode, for its metadata."""
+    if not isinstance(world_model, WorldModel):
+        return repr(world_model)
+    parameters = sum(p.numel() for p in world_model.parameters())
+    source = config.world_model if isinstance(config.world_model, str) else None
+    source = source or world_model.config.get("_name_or_path") or "a WorldModel object"
+    return f"WorldModel({source}; {parameters} parameters, {str(world_model.dtype).removeprefix('torch.')})"
 
 
 def _poses(state: WorldState) -> np.ndarray:

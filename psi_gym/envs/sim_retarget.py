@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
@@ -19,6 +20,8 @@ from psi_gym.rewards.object_tracking import ObjectTrackingRewardConfig
 from psi_gym.rewards.resolve import resolve_reward_model
 from psi_gym.sim.tasks import get_task
 from psi_gym.sim.world import SimulationUnstable, World
+from psi_gym.world_model.model import WorldModelOutput
+from psi_gym.world_model.world_state import WorldState, object_descriptor, quaternion_to_matrix
 
 ROLES = ("robot", "judge")
 DEFAULT_REWARD = "object_tracking"
@@ -69,36 +72,65 @@ class SimVerdict:
 
 
 class SimulatorStepper:
-    """What the env's core asks its world model for (the next frame, joints and object position of
-    the stepped rows), answered by one MuJoCo `World` per row: the ground truth instead of a
-    prediction. `SimRetargetCore` tells it which rows a step is for."""
+    """A `psi_gym.envs.psi_w0_retarget_core.WorldStepper` answered by the ground truth: one MuJoCo
+    `World` per row instead of W0's prediction.
+
+    The core tells it which rows each call is for (`SimRetargetCore`): `start` puts the rows being
+    reset at their demos' starts (before the core asks for their ``initial_state``), and ``rows``
+    names the rows a ``predict`` steps. Its `WorldState` is the simulator's true state: the joints
+    and the object's pose (position and orientation) after every step, the kind and size of the
+    scene's object."""
+
+    num_context_frames = 1
 
     def __init__(self, num_envs: int, image_size: int) -> None:
         self.image_size = int(image_size)
-        self.num_context_frames = 1
+        self.device = torch.device("cpu")
         self.rows = np.zeros(0, np.int64)
         self._worlds: list[dict[str, World]] = [{} for _ in range(num_envs)]
         self.current: list[World | None] = [None] * num_envs
         self.unstable = np.zeros(num_envs, bool)
 
-    def reset_row(self, row: int, start: Any) -> np.ndarray:
-        """Put row ``row``'s world at the start of demo ``start`` (a `DemoStart`); its first frame."""
-        scene = start.context.scene
-        worlds = self._worlds[row]
-        if scene.object_kind not in worlds:  # one world per row: rows step independently
-            worlds[scene.object_kind] = World("robot", scene.object_kind, self.image_size)
-        world = worlds[scene.object_kind]
-        world.reset(scene, np.asarray(start.start_state, np.float64))
-        self.current[row] = world
-        self.unstable[row] = False
-        return world.render()
+    def start(self, rows: np.ndarray, starts: list[Any]) -> np.ndarray:
+        """Put each of ``rows`` at the start of its demo (`DemoStart`); their first frames (n, H, W, 3)."""
+        self.rows = np.asarray(rows, np.int64)
+        frames = []
+        for row, start in zip(self.rows, starts, strict=True):
+            scene = start.context.scene
+            worlds = self._worlds[row]
+            if scene.object_kind not in worlds:  # one world per row: rows step independently
+                worlds[scene.object_kind] = World("robot", scene.object_kind, self.image_size)
+            world = worlds[scene.object_kind]
+            world.reset(scene, np.asarray(start.start_state, np.float64))
+            self.current[row] = world
+            self.unstable[row] = False
+            frames.append(world.render())
+        return np.stack(frames)
+
+    def initial_state(self, frames: np.ndarray, joint_state: np.ndarray) -> WorldState:
+        """The true start state of the rows `start` just reset (``frames`` become the scene frames)."""
+        if len(frames) != len(self.rows) or len(joint_state) != len(self.rows):
+            raise ValueError(f"initial_state is for the {len(self.rows)} rows `start` reset, got {len(frames)} frames "
+                             f"and {len(joint_state)} joint states")
+        joints = torch.from_numpy(np.stack([self.current[row].joint_positions() for row in self.rows]))
+        poses = np.stack([self.current[row].object_pose() for row in self.rows])
+        position = torch.from_numpy(poses[:, :3].copy())
+        rotation = quaternion_to_matrix(poses[:, 3:])
+        descriptor = torch.from_numpy(np.stack([object_descriptor(self.current[row].scene.to_dict()) for row in self.rows]))
+        return WorldState(joint_state=joints, previous_joint_state=joints.clone(), object_position=position,
+                          previous_object_position=position.clone(), object_rotation=rotation,
+                          previous_object_rotation=rotation.clone(), object_descriptor=descriptor,
+                          scene_frame=torch.as_tensor(np.asarray(frames, np.uint8)).clone())
 
     def predict(self, context_frames: np.ndarray, context_state: np.ndarray, action: np.ndarray, instruction: Any,
-                generator: Any = None, num_inference_steps: int | None = None, output_type: str = "np") -> Any:
-        """Step each of ``self.rows`` to its absolute joint target ``action[j]`` (what the core passes)."""
-        from psi_gym.world_model.model import WorldModelOutput
-
-        frames, state, position = [], [], []
+                generator: Any = None, num_inference_steps: int | None = None, output_type: str | None = None,
+                world_state: WorldState | None = None) -> WorldModelOutput:
+        """Step each of ``self.rows`` to its absolute joint target ``action[j]``; the true frames,
+        joints, object positions and the true next `WorldState` (``world_state``: the rows' current
+        one, which becomes the previous)."""
+        if world_state is None or len(world_state) != len(self.rows) or len(action) != len(self.rows):
+            raise ValueError(f"predict steps the {len(self.rows)} rows the core named, with their world_state")
+        frames, joints, poses = [], [], []
         for j, row in enumerate(self.rows):
             world = self.current[row]
             if not self.unstable[row]:
@@ -107,22 +139,35 @@ class SimulatorStepper:
                 except SimulationUnstable:
                     self.unstable[row] = True  # a failure: frozen, the object reported out of the workspace
             frames.append(world.render())
-            state.append(world.joint_positions())
-            position.append(UNSTABLE_POSITION if self.unstable[row] else world.object_pose()[:3])
-        return WorldModelOutput(frames=np.stack(frames), state=np.stack(state).astype(np.float32),
-                                object_position=np.stack(position).astype(np.float32))
+            joints.append(world.joint_positions())
+            pose = world.object_pose().copy()
+            if self.unstable[row]:
+                pose[:3] = UNSTABLE_POSITION
+            poses.append(pose)
+        poses_array = np.stack(poses).astype(np.float32)
+        joint_state = torch.from_numpy(np.stack(joints).astype(np.float32))
+        position = torch.from_numpy(poses_array[:, :3].copy())
+        state = WorldState(joint_state=joint_state, previous_joint_state=world_state.joint_state.clone(),
+                           object_position=position, previous_object_position=world_state.object_position.clone(),
+                           object_rotation=quaternion_to_matrix(poses_array[:, 3:]),
+                           previous_object_rotation=world_state.object_rotation.clone(),
+                           object_descriptor=world_state.object_descriptor.clone(),
+                           scene_frame=world_state.scene_frame.clone())
+        return WorldModelOutput(frames=np.stack(frames), state=joint_state.numpy().copy(),
+                                object_position=poses_array[:, :3].copy(), world_state=state)
 
     def object_pose(self, row: int) -> np.ndarray:
         return self.current[row].object_pose()
 
+    def __repr__(self) -> str:
+        return "MuJoCo simulator (ground truth)"
+
 
 class SimRetargetCore(PsiW0RetargetCore):
     """`PsiW0RetargetCore` (every rule of the env: actions, observations, horizon, records) with the
-    simulator in place of the world model (`SimulatorStepper`).
-
-    The base class is built with a placeholder world model that only sets the sizes (image size, one
-    context frame); every step goes to the simulator. ``role`` ("robot" or "judge") is recorded in
-    every episode's metadata.
+    simulator in place of the world model: its stepper is a `SimulatorStepper`, told which rows a
+    reset (`start_rows`) or a step is for. ``role`` ("robot" or "judge") is recorded in every
+    episode's metadata.
     """
 
     def __init__(self, config: PsiW0RetargetConfig, reward_model: RewardModel, demos: DemoSet, num_envs: int = 1,
@@ -130,15 +175,11 @@ class SimRetargetCore(PsiW0RetargetCore):
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES} (the robot: a deployment budget whose episodes may train; "
                              f"the judge: evaluation only), got {role!r}")
-        from psi_gym.world_model.config import debug_config
-        from psi_gym.world_model.model import WorldModel
-
-        placeholder = WorldModel.from_model_config(debug_config(image_size=int(image_size), num_context_frames=1))
-        super().__init__(config, placeholder, reward_model, demos, num_envs)
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        super().__init__(config, SimulatorStepper(int(num_envs), image_size), reward_model, demos, num_envs)
         self.role = role
-        self.world_model = SimulatorStepper(self.num_envs, self.image_size)
-        self.provenance = {"world_model": "MuJoCo simulator (ground truth)", "reward_model": repr(reward_model),
-                           "role": role}
+        self.provenance = {"world_model": repr(self.world_model), "reward_model": repr(reward_model), "role": role}
 
     @classmethod
     def from_config(cls, config: PsiW0RetargetConfig, num_envs: int = 1, role: str = "judge",
@@ -153,14 +194,9 @@ class SimRetargetCore(PsiW0RetargetCore):
         demos = load_demo_set(config.demos, config.successful_demos_only)
         return cls(config, reward_model, demos, num_envs, role, image_size)
 
-    def reset(self, rows: np.ndarray, rngs: list[np.random.Generator], demos: list[Any],
-              horizons: list[int | None] | None = None) -> None:
-        super().reset(rows, rngs, demos, horizons)
-        for row in rows:
-            frame = self.world_model.reset_row(int(row), self.starts[row])
-            # the simulator's own first frame (the demo's recorded one, rendered again from the same state)
-            self.history[row] = frame
-            self.record_frames[row, 0] = frame
+    def start_rows(self, rows: np.ndarray, starts: list[Any], first_frames: np.ndarray) -> np.ndarray:
+        # the simulator's own first frames (the demos' recorded ones, rendered again from the same state)
+        return self.world_model.start(rows, starts)
 
     def step(self, rows: np.ndarray, actions: np.ndarray):
         self.world_model.rows = np.asarray(rows, np.int64)

@@ -11,15 +11,18 @@ from psi_gym.rewards import RewardInput, RewardOutput
 
 
 def save_tiny_world_model(folder: Path, seed: int = 0) -> Path:
-    """A debug-size Psi-W0 whose frames and states depend on the action and the sampling noise."""
+    """A debug-size Psi-W0 whose frames and states depend on the action and the sampling noise.
+
+    Fresh, W0 says "nothing moves" (the renderer's output projection and the dynamics' last layer
+    start at zero); both are given small random weights so that they do not."""
     from psi_gym.world_model import WorldModel, debug_config
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        # no residual on the last frame: the predicted frame depends on the sampling noise
-        model = WorldModel.from_model_config(debug_config(predict_residual=False))
-        if hasattr(model, "state_head"):  # a fresh state head says "nothing moves"; move a little
-            torch.nn.init.normal_(model.state_head[-1].weight, std=0.02)
+        model = WorldModel.from_model_config(debug_config())
+        with torch.no_grad():
+            torch.nn.init.normal_(model.transformer.proj_out.weight, std=0.02)
+            torch.nn.init.normal_(model.dynamics.out.weight, std=0.02)
     model.save_pretrained(folder)
     return folder
 

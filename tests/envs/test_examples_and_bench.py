@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from psi_gym.cli import main
+from tests.default_world_model import require_default_world_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -43,6 +44,8 @@ def test_bench_json(capsys, world_model_path, estimator_path):
     argv = ["bench", "--json", "--num-envs", "1,2", "--steps", "3", "--sim-workers", "2"]
     if not (default_checkpoint_path() / "config.json").is_file():
         argv += ["--world-model", str(world_model_path), "--estimator", str(estimator_path)]
+    else:
+        require_default_world_model()
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["results"]) == {"1", "2"}

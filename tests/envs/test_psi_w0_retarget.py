@@ -17,9 +17,9 @@ import psi_gym
 from psi_gym.data.lerobot import EpisodeDataset
 from psi_gym.envs.demo_set import default_demos_path
 from psi_gym.envs.psi_w0_retarget import PsiW0RetargetEnv
-from psi_gym.sim.hands import hand_spec, residual_scale
-
 from psi_gym.rewards import RewardInput, RewardOutput
+from psi_gym.sim.hands import hand_spec, residual_scale
+from tests.default_world_model import require_default_world_model
 
 from .helpers import SucceedAt, action_penalty, save_tiny_world_model
 
@@ -47,6 +47,7 @@ def test_default_make_needs_no_argument():
         with pytest.raises(FileNotFoundError, match="default"):
             gym.make(ENV_ID)
         pytest.skip("the shipped W0 / estimator checkpoints are absent (psi_gym/assets/w0-default, estimator-default)")
+    require_default_world_model()
     env = gym.make(ENV_ID)
     obs, info = env.reset(seed=0)
     assert obs in env.observation_space and env.unwrapped.context.task in ("lift_apple", "lift_can", "push_box")
@@ -79,7 +80,8 @@ def test_an_env_made_after_retraining_gets_the_new_weights(tmp_path, world_model
     assert again is first  # named once per weights: all envs share the loaded model
     save_tiny_world_model(folder, seed=1)  # new weights saved into the same folder
     second = gym.make(ENV_ID, world_model=str(folder), reward_model=action_penalty).unwrapped.core.world_model
-    assert second is not first and not torch.equal(second.readout.weight, first.readout.weight)
+    assert second is not first
+    assert not torch.equal(second.transformer.proj_out.weight, first.transformer.proj_out.weight)
 
 
 def test_spaces_declared_in_constructor(env_kwargs):
@@ -526,7 +528,11 @@ def test_the_env_hands_out_the_episode_it_produced(world_model_path):
     np.testing.assert_array_equal(episode.action, np.stack(targets))  # what info["joint_targets"] said
     np.testing.assert_array_equal(episode.state[-1], obs["agent_pos"])
     np.testing.assert_allclose(episode.metadata["policy_actions"], np.stack(actions), atol=1e-7)
-    assert episode.object_pose.shape == (7, 7) and (episode.object_pose[:, 3] == 1).all()
+    # the object pose W0 tracks: read off the first frame, then predicted; orientations as unit quaternions
+    assert episode.object_pose.shape == (7, 7)
+    np.testing.assert_allclose(np.linalg.norm(episode.object_pose[:, 3:], axis=1), 1.0, atol=1e-5)
+    seen = env.unwrapped.core.world_model.initial_state(episode.frames[:1], episode.state[:1])
+    np.testing.assert_allclose(episode.object_pose[0, :3], seen.object_position[0].numpy(), atol=1e-6)
     context = env.unwrapped.core.starts[0].context
     assert episode.parent == context.demo_id == episode.metadata["demo_id"] == env.unwrapped.context.demo_id
     assert episode.metadata["demo_index"] == info["demo_index"] and episode.scene == context.scene.to_dict()
