@@ -188,8 +188,7 @@ class WorldModel(ModelMixin, ConfigMixin):
     def initial_state(self, frames: np.ndarray | torch.Tensor, joint_state: np.ndarray | torch.Tensor) -> WorldState:
         """The state of ``B`` episodes at their start: the object read off ``frames`` (B, H, W, 3)
         uint8 (the episodes' first real frames), the robot at ``joint_state`` (B, 22)."""
-        frames_t = self._check_frames(frames[:, None] if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 4
-                                      else frames, 1)[:, 0].to(self.device)
+        frames_t = self._check_frames(frames, name="frames", single=True).to(self.device)
         joints = _check_vector(joint_state, "joint_state", frames_t.shape[0], self.config.state_dim).to(self.device)
         seen = self.perception(self.frames_to_model(frames_t))
         return WorldState(
@@ -302,13 +301,16 @@ class WorldModel(ModelMixin, ConfigMixin):
         steps = int(self.config.num_inference_steps if num_inference_steps is None else num_inference_steps)
         if steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        frames = self._check_frames(context_frames)
+        frames = self._check_frames(context_frames, name="context_frames")
         batch = frames.shape[0]
         joints = _check_vector(context_state, "context_state", batch, self.config.state_dim)
         targets = _check_vector(action, "action", batch, self.config.action_dim).to(self.device)
         embedding = self._instruction_embedding(instruction, batch)
         if world_state is None:
             world_state = self.initial_state(frames[:, -1], joints)
+        elif not isinstance(world_state, WorldState):
+            raise TypeError(f"world_state must be the WorldState a previous predict (or initial_state) returned, or None, "
+                            f"got {type(world_state).__name__}")
         elif len(world_state) != batch:
             raise ValueError(f"world_state holds {len(world_state)} rows, the batch has {batch}")
         state = self.dynamics.step(_float_state(world_state.to(self.device)), targets)
@@ -320,20 +322,23 @@ class WorldModel(ModelMixin, ConfigMixin):
                                 world_state=state)
 
     # ------------------------------------------------------------------------------- validation
-    def _check_frames(self, frames: Any, expected_k: int | None = None) -> torch.Tensor:
+    def _check_frames(self, frames: Any, name: str, single: bool = False) -> torch.Tensor:
+        """``frames`` as a uint8 tensor: (B, K, H, W, 3), or (B, H, W, 3) with ``single``."""
         size = self.image_size
-        expected = f"(B, K, {size}, {size}, 3) uint8" if expected_k is None else f"(B, {size}, {size}, 3) uint8"
+        expected = f"(B, {size}, {size}, 3) uint8" if single else f"(B, K, {size}, {size}, 3) uint8"
         if isinstance(frames, np.ndarray):
             if frames.dtype != np.uint8:
-                raise ValueError(f"frames must be {expected}, got dtype {frames.dtype}")
+                raise ValueError(f"{name} must be {expected}, got dtype {frames.dtype}")
             frames = torch.from_numpy(np.ascontiguousarray(frames))
         elif isinstance(frames, torch.Tensor):
             if frames.dtype != torch.uint8:
-                raise ValueError(f"frames must be {expected}, got dtype {frames.dtype}")
+                raise ValueError(f"{name} must be {expected}, got dtype {frames.dtype}")
         else:
-            raise ValueError(f"frames must be a numpy array or torch tensor {expected}, got {type(frames).__name__}")
-        if frames.ndim != 5 or tuple(frames.shape[2:]) != (size, size, 3) or frames.shape[0] < 1 or frames.shape[1] < 1:
-            raise ValueError(f"frames must be {expected}, got shape {tuple(frames.shape)}")
+            raise ValueError(f"{name} must be a numpy array or torch tensor {expected}, got {type(frames).__name__}")
+        leading = 1 if single else 2
+        if (frames.ndim != leading + 3 or tuple(frames.shape[leading:]) != (size, size, 3)
+                or min(frames.shape[:leading]) < 1):
+            raise ValueError(f"{name} must be {expected}, got shape {tuple(frames.shape)}")
         return frames
 
     def _instruction_embedding(self, instruction: Any, batch: int) -> torch.Tensor:

@@ -34,6 +34,10 @@ DESCRIPTOR_DIM = len(OBJECT_KINDS) + 3
 
 def object_descriptor(scene: dict[str, Any]) -> np.ndarray:
     """(6,) float32 descriptor of a scene's object (kind one-hot, size in cm; see the module doc)."""
+    if not isinstance(scene, dict) or "object_kind" not in scene or "object_size" not in scene:
+        keys = sorted(scene) if isinstance(scene, dict) else type(scene).__name__
+        raise ValueError(f"a W0 episode's scene must name object_kind and object_size (the state W0 tracks holds "
+                         f"the object's kind and size), got {keys}")
     kind = str(scene["object_kind"])
     if kind not in OBJECT_KINDS:
         raise ValueError(f"unknown object kind {kind!r}: expected one of {OBJECT_KINDS}")

@@ -1,4 +1,4 @@
-"""Fixtures for world-model tests: a debug-size model and a few synthetic episodes (CPU, fast)."""
+"""Fixtures for world-model tests: a debug-size model and a few tiny real sim episodes (CPU, fast)."""
 
 from __future__ import annotations
 
@@ -6,28 +6,53 @@ import numpy as np
 import pytest
 import torch
 
+from psi_gym.data.episode import Episode
 from psi_gym.world_model.config import debug_config
 from psi_gym.world_model.model import WorldModel
-from psi_gym.world_model.synthetic import make_synthetic_episodes
 
 IMAGE_SIZE = 32
 
 
-def make_debug_model(seed: int = 0, **changes) -> WorldModel:
+def make_debug_model(seed: int = 0, moving: bool = False, **changes) -> WorldModel:
+    """A debug-size W0. Fresh, it says "nothing moves" (the renderer's output projection and the
+    dynamics' last layer start at zero); ``moving`` gives both small random weights, so that its
+    frames depend on the sampling noise and its states on the action."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = WorldModel.from_model_config(debug_config(image_size=IMAGE_SIZE, **changes))
+        if moving:
+            with torch.no_grad():
+                torch.nn.init.normal_(model.transformer.proj_out.weight, std=0.05)
+                torch.nn.init.normal_(model.dynamics.out.weight, std=0.05)
     return model.eval()
 
 
-def random_inputs(model: WorldModel, batch: int, seed: int = 0):
+def random_inputs(model: WorldModel, batch: int, seed: int = 0, context: int = 1):
+    """Random predict inputs: frames (B, K, H, W, 3) uint8, joints and targets inside the robot's
+    joint ranges, instruction embeddings (B, 384)."""
+    from psi_gym.sim.hands import hand_spec
+
     rng = np.random.default_rng(seed)
-    size, k = model.config.image_size, model.config.num_context_frames
-    frames = rng.integers(0, 256, (batch, k, size, size, 3), dtype=np.uint8)
-    state = rng.uniform(-1, 1, (batch, model.config.state_dim)).astype(np.float32)
-    action = rng.uniform(-1, 1, (batch, model.config.action_dim)).astype(np.float32)
+    size = model.image_size
+    ranges = hand_spec("robot").joint_ranges().astype(np.float32)
+    frames = rng.integers(0, 256, (batch, context, size, size, 3), dtype=np.uint8)
+    state = rng.uniform(ranges[:, 0], ranges[:, 1], (batch, 22)).astype(np.float32)
+    action = rng.uniform(ranges[:, 0], ranges[:, 1], (batch, 22)).astype(np.float32)
     embedding = torch.from_numpy(rng.normal(size=(batch, model.config.instruction_dim)).astype(np.float32))
     return frames, state, action, embedding
+
+
+def make_episodes(count: int, image_size: int = IMAGE_SIZE, seed: int = 0) -> list[Episode]:
+    """``count`` robot rollouts from the ground-truth simulator (tasks in turn, ~0.3 s each)."""
+    from psi_gym.retarget.robot_rollouts import make_rollout
+
+    return [make_rollout(seed, index, image_size=image_size) for index in range(count)]
+
+
+def trim(episode: Episode, steps: int) -> Episode:
+    """The first ``steps`` steps of ``episode``."""
+    return episode.replace(frames=episode.frames[: steps + 1], state=episode.state[: steps + 1],
+                           action=episode.action[:steps], object_pose=episode.object_pose[: steps + 1]).validate()
 
 
 @pytest.fixture(autouse=True)
@@ -46,5 +71,6 @@ def debug_model() -> WorldModel:
 
 
 @pytest.fixture(scope="session")
-def synthetic_episodes():
-    return make_synthetic_episodes(6, seed=0, num_steps=8, image_size=IMAGE_SIZE)
+def sim_episodes() -> list[Episode]:
+    """Six real robot rollouts at 32 px (two per task: apple, can, box), 32 steps each."""
+    return make_episodes(6)

@@ -9,38 +9,38 @@ from safetensors.torch import load_file, save_file
 from psi_gym.world_model.checkpoint import (
     CheckpointError,
     default_checkpoint_path,
+    is_wan_folder,
     load_optimizer_state,
     save_optimizer_state,
 )
-from psi_gym.world_model.config import DEBUG_BACKBONE
+from psi_gym.world_model.config import DEBUG_BACKBONE, renderer_in_channels
 from psi_gym.world_model.model import WorldModel
+from tests.default_world_model import require_default_world_model
 
 from .conftest import make_debug_model, random_inputs
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
-def _trained_looking(model: WorldModel) -> WorldModel:
-    # non-zero output projection so that a round trip is tested on something that moves
-    with torch.no_grad():
-        torch.nn.init.normal_(model.transformer.proj_out.weight, std=0.02, generator=torch.Generator().manual_seed(1))
-    return model
-
-
 def test_save_load_roundtrip_identical_outputs(tmp_path):
-    model = _trained_looking(make_debug_model())
-    model.set_normalization(state_low=[-3.0] * 22, state_high=[3.0] * 22)
+    model = make_debug_model(moving=True)  # trained-looking: frames and states that move
     model.save_pretrained(tmp_path / "w0")
     assert (tmp_path / "w0" / "config.json").is_file() and (tmp_path / "w0" / WEIGHTS).is_file()
     assert not list((tmp_path / "w0").glob("*.bin"))  # never pickle
-    loaded = WorldModel.from_pretrained(tmp_path / "w0")
-    assert loaded.config.state_low == [-3.0] * 22
+    loaded = WorldModel.from_pretrained(tmp_path / "w0").eval()
+    assert dict(loaded.config) == {**dict(model.config), "_name_or_path": str(tmp_path / "w0")}
     frames, state, action, embedding = random_inputs(model, batch=3)
-    a = model.predict(frames, state, action, embedding, generator=torch.Generator().manual_seed(3))
-    b = loaded.predict(frames, state, action, embedding, generator=torch.Generator().manual_seed(3))
-    np.testing.assert_array_equal(a.frames, b.frames)
-    np.testing.assert_array_equal(a.state, b.state)
-    np.testing.assert_array_equal(a.object_position, b.object_position)
+
+    def roll(world_model):  # two steps, the world state handed back
+        out = world_model.predict(frames, state, action, embedding, generator=torch.Generator().manual_seed(3))
+        return out, world_model.predict(out.frames[:, None], out.state, action, embedding,
+                                        generator=torch.Generator().manual_seed(4), world_state=out.world_state)
+
+    for a, b in zip(roll(model), roll(loaded)):
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.state, b.state)
+        np.testing.assert_array_equal(a.object_position, b.object_position)
+        torch.testing.assert_close(a.world_state.object_rotation, b.world_state.object_rotation, atol=0, rtol=0)
 
 
 def test_missing_folder(tmp_path):
@@ -50,6 +50,7 @@ def test_missing_folder(tmp_path):
 
 def test_default_checkpoint_resolves_or_explains():
     if (default_checkpoint_path() / "config.json").is_file():
+        require_default_world_model()
         model = WorldModel.from_pretrained("default")
         assert isinstance(model, WorldModel)
     else:
@@ -99,7 +100,7 @@ def test_config_of_another_model(saved):
 
 def test_wrong_shapes(saved):
     config = json.loads((saved / "config.json").read_text())
-    config["head_hidden_dim"] = 24  # weights were saved with 16
+    config["condition_hidden_dim"] = 24  # weights were saved with 16
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="expected shape"):
         WorldModel.from_pretrained(saved)
@@ -107,9 +108,9 @@ def test_wrong_shapes(saved):
 
 def test_missing_tensor(saved):
     weights = load_file(str(saved / WEIGHTS))
-    weights.pop("readout.weight")
+    weights.pop("dynamics.out.weight")
     save_file(weights, str(saved / WEIGHTS))
-    with pytest.raises(CheckpointError, match="readout.weight"):
+    with pytest.raises(CheckpointError, match="dynamics.out.weight"):
         WorldModel.from_pretrained(saved)
 
 
@@ -120,29 +121,44 @@ def _tiny_wan(in_channels: int) -> WanTransformer3DModel:
 
 
 def test_wan_style_folder_loads_through_same_code(tmp_path):
-    # a Wan2.2-TI2V-5B-like folder (latent channels 48), tiny sizes
+    # a Wan2.2-TI2V-5B-like diffusers folder (transformer/ holding a latent-space Wan, 48 channels), tiny sizes
     wan = _tiny_wan(in_channels=48)
     wan.save_pretrained(tmp_path / "wan" / "transformer")
     (tmp_path / "wan" / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
-    model = WorldModel.from_pretrained(tmp_path / "wan", image_size=32, num_context_frames=2)
+    assert is_wan_folder(tmp_path / "wan")
+    model = WorldModel.from_pretrained(tmp_path / "wan", image_size=32, dynamics_hidden_dim=24,
+                                       perception_channels=[8, 8, 8, 8], perception_hidden_dim=16,
+                                       condition_hidden_dim=16, num_condition_tokens=1).eval()
     assert isinstance(model, WorldModel)
-    assert model.transformer.config.in_channels == 3 * 3 + 2 and model.transformer.config.out_channels == 3
-    # the blocks keep the pretrained weights
+    assert model.config.dynamics_hidden_dim == 24 and model.config.backbone["num_layers"] == DEBUG_BACKBONE.num_layers
+    assert model.transformer.config.in_channels == renderer_in_channels() and model.transformer.config.out_channels == 3
+    # the blocks keep the pretrained weights; the new pixel-space output starts at "the scene as it was"
     torch.testing.assert_close(model.transformer.blocks[0].attn1.to_q.weight, wan.blocks[0].attn1.to_q.weight)
+    assert (model.transformer.proj_out.weight == 0).all()
     frames, state, action, embedding = random_inputs(model, batch=2)
     out = model.predict(frames, state, action, embedding, generator=torch.Generator().manual_seed(0))
-    assert out.frames.shape == (2, 32, 32, 3)
-    # and once saved it is an ordinary world-model folder
+    assert out.frames.shape == (2, 32, 32, 3) and len(out.world_state) == 2
+    # and once saved it is an ordinary world-model folder that predicts the same
     model.save_pretrained(tmp_path / "w0")
-    again = WorldModel.from_pretrained(tmp_path / "w0")
+    assert not is_wan_folder(tmp_path / "w0")
+    again = WorldModel.from_pretrained(tmp_path / "w0").eval()
     torch.testing.assert_close(again.transformer.blocks[0].attn1.to_q.weight, wan.blocks[0].attn1.to_q.weight)
+    repeat = again.predict(frames, state, action, embedding, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(out.frames, repeat.frames)
+    np.testing.assert_array_equal(out.state, repeat.state)
 
 
 def test_wan_folder_with_matching_channels_keeps_patch_embedding(tmp_path):
-    wan = _tiny_wan(in_channels=11)
+    wan = _tiny_wan(in_channels=renderer_in_channels())
     wan.save_pretrained(tmp_path / "wan" / "transformer")
     model = WorldModel.from_pretrained(tmp_path / "wan", image_size=32)
     torch.testing.assert_close(model.transformer.patch_embedding.weight, wan.patch_embedding.weight)
+
+
+def test_wan_folder_refuses_a_backbone_override(tmp_path):
+    _tiny_wan(48).save_pretrained(tmp_path / "wan" / "transformer")
+    with pytest.raises(CheckpointError, match="do not pass backbone="):
+        WorldModel.from_pretrained(tmp_path / "wan", backbone={"num_layers": 2})
 
 
 def test_wan_i2v_folder_rejected(tmp_path):

@@ -48,10 +48,15 @@ def test_half_precision_keeps_the_float32_modules_and_warns_nothing(tmp_path, ca
     for name, tensor in model.state_dict().items():
         if any(kept in name.split(".") for kept in WorldModel._keep_in_fp32_modules):
             assert tensor.dtype == torch.float32, name  # e.g. scale_shift_table, norm2
+    # the physics and the perception stay float32 whole: every weight of theirs
+    for part in (model.dynamics, model.perception):
+        assert {p.dtype for p in part.parameters()} == {torch.float32}
+    assert model.state_proj[0].weight.dtype == torch.bfloat16  # the renderer's tokens do not
     size = model.image_size
     out = model.predict(torch.zeros(1, 2, size, size, 3, dtype=torch.uint8), torch.zeros(1, 22), torch.zeros(1, 22),
                         torch.zeros(1, 384), generator=torch.Generator().manual_seed(0))
     assert out.state.dtype == torch.float32 and torch.isfinite(out.state).all()
+    assert out.world_state.object_rotation.dtype == torch.float32 and out.frames.dtype == torch.uint8
 
 
 def test_bad_names_are_clear_errors(tmp_path):
