@@ -3,8 +3,9 @@ the shipped defaults, in a couple of minutes on a CPU.
 
 1. human demonstrations in the ground-truth world, retargeted to the robot and replayed raw
    (the embodiment gap, verified by the simulator);
-2. Psi-W0 (shipped checkpoint) predicting a fresh robot rollout open loop, next to the truth;
-3. one episode of ``gym.make("PsiW0-Retarget-v0")`` following the retargeted reference.
+2. Psi-W0 (the shipped checkpoint, or ``--world-model``) predicting a fresh robot rollout open
+   loop from its first frame, next to the truth;
+3. one episode of ``gym.make("PsiW0-Retarget-v0")`` on that W0, following the retargeted reference.
 
 Videos land in ``runs/demo/``; a JSON summary is printed last.
 """
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--demos", type=int, default=6)
+    parser.add_argument("--world-model", default="default", help="W0: 'default' (shipped) or a checkpoint folder")
     args = parser.parse_args(argv)
 
     import torch
@@ -35,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from psi_gym.retarget.pipeline import retarget_episode
     from psi_gym.retarget.robot_rollouts import make_rollout
     from psi_gym.sim.tasks import TASKS
-    from psi_gym.world_model import WorldModel
     from psi_gym.world_model.evaluation import predict_open_loop, psnr
+    from psi_gym.world_model.loading import load_world_model
 
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"out": str(args.out)}
@@ -58,12 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. W0 open loop on a fresh rollout
     log("2/3 Psi-W0 predicting a fresh rollout open loop")
-    model = WorldModel.from_pretrained("default").eval()
-    episode = make_rollout(args.seed, 9_000_000, "lift_apple")
+    model = load_world_model(args.world_model, device="cpu")
+    episode = make_rollout(args.seed, 9_000_000, "lift_apple", image_size=model.image_size)
     generator = torch.Generator().manual_seed(args.seed)
-    predicted = predict_open_loop(model, [episode], [0], episode.num_steps, generator)[0]
+    prediction = predict_open_loop(model, [episode], episode.num_steps, generator)
+    predicted = prediction.frames[0]
     write_video(args.out / "w0_true_vs_predicted.mp4", side_by_side(episode.frames[1:], predicted), fps=10)
     summary["w0_open_loop_psnr"] = psnr(predicted, episode.frames[1:])
+    error = np.linalg.norm(prediction.object_position[0] - episode.object_pose[1:, :3], axis=-1)
+    summary["w0_object_error_cm_last_step"] = float(error[-1] * 100.0)
 
     # 3. the Gymnasium env on the shipped defaults, following the reference (zero residual)
     log("3/3 PsiW0-Retarget-v0: one episode on the retargeted reference")
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import psi_gym  # noqa: F401  (registers the env)
 
-    env = gym.make("PsiW0-Retarget-v0", render_mode="rgb_array")
+    env = gym.make("PsiW0-Retarget-v0", render_mode="rgb_array", world_model=model)
     obs, info = env.reset(seed=args.seed)
     frames, total, steps = [env.render()], 0.0, 0
     terminated = truncated = False
@@ -80,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         frames.append(env.render())
         total += float(reward)
         steps += 1
+    task = env.unwrapped.context.task
     env.close()
     write_video(args.out / "env_episode.mp4", np.stack(frames), fps=10)
-    summary.update({"env_task": info.get("task"), "env_steps": steps, "env_return": total,
+    summary.update({"env_task": task, "env_steps": steps, "env_return": total,
                     "env_success": bool(info.get("success", False)), "seconds": time.perf_counter() - start})
     print(json.dumps(summary))
     return 0

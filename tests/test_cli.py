@@ -41,11 +41,11 @@ def test_unknown_task_is_refused(capsys):
 def datasets(tmp_path_factory):
     from psi_gym.data.lerobot import write_dataset
     from psi_gym.retarget.human_demos import make_demo
-    from psi_gym.world_model.synthetic import make_synthetic_episodes
+    from psi_gym.retarget.robot_rollouts import make_rollout
 
     folder = tmp_path_factory.mktemp("datasets")
     write_dataset(folder / "demos", [make_demo("lift_apple", 0, 0, image_size=32)])
-    write_dataset(folder / "rollouts", make_synthetic_episodes(2, seed=0, num_steps=3, image_size=64))
+    write_dataset(folder / "rollouts", [make_rollout(0, index) for index in range(2)])
     (folder / "file.txt").write_text("a file")
     return folder
 
@@ -75,13 +75,24 @@ BAD_INPUTS = [  # the cases of issue 9 (a traceback, exit 1 or a vague or silent
     ("train-w0 --data {d}/rollouts --out {out} --learning-rate nan", "--learning-rate"),
     ("train-w0 --data {d}/missing --out {out}", "--data"),
     ("train-w0 --data {d}/rollouts --out {out} --init-from {d}/missing", "--init-from"),
+    ("train-w0 --data {d}/rollouts --out {out} --dynamics-batch-size 0", "--dynamics-batch-size"),
+    ("train-w0 --data {d}/rollouts --out {out} --self-rollout-prob 0.5", "--self-rollout-prob"),  # gone with W0 v1
     ("collect --num 1 --out {out} --seed -5", "--seed"),
     ("collect --num 1 --out {out} --task ,", "--task"),
     ("collect --num 1 --out {d}/demos", "--out"),
+    ("collect --num 1 --out {out} --sources nosuch", "--sources"),
+    ("collect --num 1 --out {out} --sources residual=-1", "--sources"),
+    ("collect --num 1 --out {out} --sources residual=abc", "--sources"),
+    ("collect --num 1 --out {out} --sources scripted=0,residual=0", "--sources"),
     ("eval-w0 --checkpoint random:tiny --estimator random --episodes 0", "--episodes"),
     ("eval-w0 --checkpoint {d}/missing --estimator random --episodes 1", "--checkpoint"),
     ("eval-w0 --checkpoint random:tiny --estimator {d}/missing --episodes 1", "--estimator"),
     ("eval-w0 --checkpoint random:tiny --device potato", "--device"),
+    ("eval-w0 --checkpoint random:tiny --estimator random --candidates 1", "--candidates"),
+    ("eval-w0 --checkpoint random:tiny --estimator random --demos 0", "--demos"),
+    ("eval-w0 --checkpoint random:tiny --estimator random --near-misses -1", "--near-misses"),
+    ("eval-w0 --checkpoint random:tiny --estimator random --num-envs 0", "--num-envs"),
+    ("eval-w0 --checkpoint random:tiny --estimator random --reward-model nosuch", "--reward-model"),
     ("bench-w0 --batch-sizes 0", "--batch-sizes"),
     ("bench-w0 --model {d}/missing", "--model"),
     ("train-estimator --data {d}/rollouts --out {out} --val-fraction 1", "--val-fraction"),

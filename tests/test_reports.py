@@ -18,18 +18,14 @@ def _png(path) -> tuple[int, int]:
 
 
 def test_eval_w0_writes_json_and_plot(tmp_path, capsys):
-    from psi_gym.world_model.config import debug_config
-    from psi_gym.world_model.model import WorldModel
-    from tests.envs.helpers import save_tiny_estimator
-
-    WorldModel.from_model_config(debug_config()).save_pretrained(tmp_path / "w0")
-    estimator = save_tiny_estimator(tmp_path / "estimator")
     out = tmp_path / "report"
-    assert main(["eval-w0", "--checkpoint", str(tmp_path / "w0"), "--estimator", str(estimator), "--episodes", "2",
-                 "--pairs", "1", "--horizon", "2", "--out", str(out), "--json"]) == 0
+    assert main(["eval-w0", "--checkpoint", "random:debug", "--estimator", "random", "--episodes", "1", "--horizon", "1",
+                 "--demos", "1", "--candidates", "2", "--near-misses", "0", "--num-envs", "2", "--threads", "1",
+                 "--no-progress", "--out", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert json.loads((out / "eval-w0.json").read_text())["psnr_per_step"] == printed["psnr_per_step"]
-    assert _png(out / "eval-w0.png") == (1120, 400)
+    written = json.loads((out / "eval-w0.json").read_text())
+    assert written["psnr_by_step"] == printed["psnr_by_step"] and written["ranking"] == printed["ranking"]
+    assert _png(out / "eval-w0.png") == (1680, 400)  # three panels: PSNR, object error, Spearman per demo
 
 
 def test_bench_and_bench_w0_write_json_and_plot(tmp_path, capsys):
@@ -47,9 +43,9 @@ def test_bench_and_bench_w0_write_json_and_plot(tmp_path, capsys):
 def test_trainers_log_loss_curves(tmp_path, capsys):
     from psi_gym.data.lerobot import write_dataset
     from psi_gym.data.metrics import read_metrics
-    from psi_gym.world_model.synthetic import make_synthetic_episodes
+    from psi_gym.retarget.robot_rollouts import make_rollout
 
-    write_dataset(tmp_path / "rollouts", make_synthetic_episodes(3, seed=0, num_steps=4, image_size=64))
+    write_dataset(tmp_path / "rollouts", [make_rollout(0, index) for index in range(3)])
     assert main(["train-w0", "--data", str(tmp_path / "rollouts"), "--out", str(tmp_path / "w0"), "--steps", "10",
                  "--batch-size", "1", "--no-progress", "--log-with", "csv", "--json"]) == 0
     logs = tmp_path / "w0" / "logs" / "train-w0"

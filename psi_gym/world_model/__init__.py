@@ -1,20 +1,25 @@
-"""Psi-W0: the action-conditioned video world model (diffusers Wan backbone, flow matching).
+"""Psi-W0: the state-grounded, action-conditioned video world model (diffusers Wan renderer).
 
 Public API::
 
     from psi_gym.world_model import WorldModel, WorldModelConfig, TrainConfig, train_world_model
 
     model = WorldModel.from_pretrained("default")         # or a folder, or a Wan diffusers folder
-    out = model.predict(context_frames, context_state, action, instruction, generator=g)
-    out.frames, out.state, out.object_position            # frame/state/object position at t+1
+    state = model.initial_state(first_frames, joints)     # the object read off the first frames
+    out = model.predict(context_frames, context_state, action, instruction, generator=g, world_state=state)
+    out.frames, out.state, out.object_position            # frame/joints/object position at t+1
+    state = out.world_state                               # handed back on the next step
 
-Files: ``config.py`` (dataclasses), ``model.py`` (`WorldModel`), ``sampler.py`` (flow-matching
-sampler), ``text_encoder.py`` (MiniLM instruction embeddings), ``checkpoint.py`` (folders, errors,
-optimizer state), ``loading.py`` (`load_world_model`: a name or folder -> a model, once per
-weights), ``dataset.py`` (training windows), ``training.py`` (trainer), ``schedule.py`` (learning
-rate), ``evaluation.py`` (PSNR and open-loop prediction), ``fidelity.py`` (the report against the
-simulator), ``benchmark.py`` (predict speed), ``commands.py`` (``psi-gym train-w0``, ``bench-w0``,
-``eval-w0``), ``synthetic.py`` (a 2-D stand-in world for development).
+Files: ``config.py`` (dataclasses), ``model.py`` (`WorldModel`), ``world_state.py`` (the tracked
+state, rotations), ``perception.py`` (the object read off a frame), ``dynamics.py`` (one control
+step of hand and object), ``hand_geometry.py`` (forward kinematics, the camera), ``sketch.py``
+(a state drawn as image channels), ``sampler.py`` (flow-matching sampler), ``text_encoder.py``
+(MiniLM instruction embeddings), ``checkpoint.py`` (folders, errors, optimizer state),
+``loading.py`` (`load_world_model`: a name or folder -> a model, once per weights), ``dataset.py``
+(training samples), ``losses.py`` and ``training.py`` (trainer), ``schedule.py`` (learning rate),
+``evaluation.py`` (PSNR and open-loop prediction), ``fidelity.py`` (the report against the
+simulator), ``benchmark.py`` (predict speed), ``commands.py`` (``psi-gym train-w0``,
+``bench-w0``; ``eval-w0`` is `psi_gym.agents.commands`').
 """
 
 import importlib
@@ -35,7 +40,7 @@ _EXPORTS = {
     "tiny_config": "config",
     "load_world_model": "loading",
     "WorldModel": "model",
-    "WorldModelForwardOutput": "model",
+    "WorldState": "world_state",
     "WorldModelOutput": "model",
     "train_world_model": "training",
 }

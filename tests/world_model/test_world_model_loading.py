@@ -66,3 +66,10 @@ def test_bad_names_are_clear_errors(tmp_path):
         load_world_model("random:debug", dtype="int8")
     with pytest.raises(TypeError, match="world_model must be a WorldModel"):
         load_world_model(3)
+
+
+def test_every_public_name_resolves():
+    import psi_gym.world_model as world_model
+
+    for name in world_model.__all__:
+        assert getattr(world_model, name) is not None, name
