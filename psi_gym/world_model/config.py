@@ -27,8 +27,8 @@ INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
 class WanBackboneConfig:
     """Keyword arguments of `diffusers.WanTransformer3DModel` that a world model chooses.
 
-    ``in_channels`` and ``out_channels`` are not here: `WorldModel` derives them from the number of
-    context frames (``3 * (K + 1)`` in, ``3`` out in pixel space).
+    ``in_channels`` and ``out_channels`` are not here: `WorldModel` derives them
+    (`renderer_in_channels` in, ``3`` out in pixel space).
     """
 
     patch_size: tuple[int, int, int] = (1, 8, 8)

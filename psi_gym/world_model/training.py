@@ -242,10 +242,11 @@ def train_world_model(
     config = config or TrainConfig()
     if config.time_sampling not in TIME_SAMPLINGS:
         raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
-    for name in ("num_steps", "batch_size", "checkpoint_every"):
+    for name in ("num_steps", "batch_size", "dynamics_batch_size", "perception_batch_size", "checkpoint_every"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r} (0 steps would save an untrained model)")
+            why = " (0 steps would save an untrained model)" if name == "num_steps" else ""
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}{why}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} is a file; train_world_model writes checkpoints into a folder there")

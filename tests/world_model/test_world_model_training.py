@@ -231,6 +231,8 @@ def test_zero_steps_and_a_busy_out_dir_are_refused(sim_episodes, tmp_path):
 
     with pytest.raises(ValueError, match="num_steps must be an int >= 1"):
         train_world_model(sim_episodes, _config(num_steps=0), tmp_path / "run")
+    with pytest.raises(ValueError, match="dynamics_batch_size must be an int >= 1"):
+        train_world_model(sim_episodes, _config(dynamics_batch_size=0), tmp_path / "run")
     assert not (tmp_path / "run" / "final").exists()
     (tmp_path / "file").write_text("x")
     with pytest.raises(FileExistsError, match="is a file"):
