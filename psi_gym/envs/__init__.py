@@ -4,7 +4,9 @@
   `psi_w0_retarget_vector.PsiW0RetargetVectorEnv`): refine a retargeted human demo with a
   residual policy, judged by a pluggable reward model. Registered by ``import psi_gym``.
 * ``psi_w0_retarget_core.py``: the batched core both share (`PsiW0RetargetCore`, handed a
-  world model, reward model and demo set; `PsiW0RetargetConfig`); ``demo_set.py``: the demo sets
+  world model, reward model and demo set; `PsiW0RetargetConfig`; `WorldStepper`, what it steps
+  with: a `WorldModel`, or the simulator in ``sim_retarget.py``'s PsiSim-Retarget-v0, the same
+  task stepped in the ground truth); ``demo_set.py``: the demo sets
   episodes start from; ``sb3.py``: a Stable-Baselines3 `VecEnv` over the native vector env;
   ``commands.py``: ``psi-gym bench``.
 
@@ -21,6 +23,7 @@ _EXPORTS = {
     "PsiW0RetargetVectorEnv": "psi_gym.envs.psi_w0_retarget_vector",
     "PsiW0RetargetConfig": "psi_gym.envs.psi_w0_retarget_core",
     "PsiW0RetargetCore": "psi_gym.envs.psi_w0_retarget_core",
+    "WorldStepper": "psi_gym.envs.psi_w0_retarget_core",
     "SB3VecEnv": "psi_gym.envs.sb3",
 }
 
@@ -31,4 +34,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["PsiW0RetargetConfig", "PsiW0RetargetCore", "PsiW0RetargetEnv", "PsiW0RetargetVectorEnv", "SB3VecEnv"]
+__all__ = ["PsiW0RetargetConfig", "PsiW0RetargetCore", "PsiW0RetargetEnv", "PsiW0RetargetVectorEnv", "SB3VecEnv",
+           "WorldStepper"]
