@@ -292,7 +292,9 @@ class WorldModel(ModelMixin, ConfigMixin):
             world_state: the `WorldState` the previous call returned for these rows.
 
         Raises:
-            ValueError: an input has the wrong shape, dtype or holds NaN/inf.
+            ValueError: an input has the wrong shape, dtype or holds NaN/inf; a ``world_state`` of
+                another batch size.
+            TypeError: a ``world_state`` that is no `WorldState`.
         """
         if output_type is None:
             output_type = "pt" if isinstance(context_frames, torch.Tensor) else "np"
