@@ -38,10 +38,10 @@ import sys
 from pathlib import Path
 from psi_gym.data.lerobot import write_dataset
 from psi_gym.retarget.human_demos import make_demo
-from psi_gym.world_model.synthetic import make_synthetic_episodes
+from psi_gym.retarget.robot_rollouts import make_rollout
 tmp = Path(sys.argv[1])
 write_dataset(tmp / "demos", [make_demo("lift_apple", 0, i) for i in range(2)])
-write_dataset(tmp / "rollouts", make_synthetic_episodes(3, seed=0, num_steps=4, image_size=64))
+write_dataset(tmp / "rollouts", [make_rollout(0, i) for i in range(3)])
 (tmp / "corrupt" / "meta").mkdir(parents=True)
 (tmp / "corrupt" / "meta" / "info.json").write_text("{not json")
 (tmp / "file.txt").write_text("a file, not a folder")
@@ -108,6 +108,10 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("collect --num 1 --out " + UNWRITABLE, ("--out",)),
     ("collect --num 1 --out {t}/demos", ("--out", "--overwrite")),
     ("collect --num 1 --out {t}/notes --overwrite", ("--out",)),
+    ("collect --num 1 --out {n} --sources nosuch", ("--sources",)),
+    ("collect --num 1 --out {n} --sources residual=-1", ("--sources",)),
+    ("collect --num 1 --out {n} --sources residual=x", ("--sources",)),
+    ("collect --num 1 --out {n} --sources ,", ("--sources",)),
     # ------------------------------------------------------------------------------ render
     ("render --episode {t}/demos/99 --out {n}.mp4", ("--episode",)),
     ("render --episode {t}/demos/-99 --out {n}.mp4", ("--episode",)),
@@ -145,11 +149,10 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --init-from {t}/notes --no-progress", ("--init-from",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --max-time -1 --no-progress", ("--max-time",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --max-time nan --no-progress", ("--max-time",)),
-    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --self-rollout-prob 2 --no-progress", ("--self-rollout-prob",)),
-    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --self-rollout-prob -0.5 --no-progress", ("--self-rollout-prob",)),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --dynamics-batch-size 0 --no-progress", ("--dynamics-batch-size",)),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --dynamics-batch-size -2 --no-progress", ("--dynamics-batch-size",)),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --dynamics-batch-size x --no-progress", ("--dynamics-batch-size",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --mixed-precision fp8 --no-progress", ("--mixed-precision",)),
-    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --num-context-frames 0 --no-progress", ("--num-context-frames",)),
-    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --num-context-frames -1 --no-progress", ("--num-context-frames",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --seed -1 --no-progress", ("--seed",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --log-with wandb --no-progress", ("--log-with",)),
     ("train-w0 --out {n} --steps 1", ("--data",)),
@@ -167,25 +170,33 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("bench-w0 --repeats 1 --batch-sizes 1 --model {t}/notes", ("--model",)),
     ("bench-w0 --repeats 1 --batch-sizes 1 --out " + UNWRITABLE + "/b", ("--out",)),
     # ----------------------------------------------------------------------------- eval-w0
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --device cuda", ("--device",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --device potato", ("--device",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 0 --pairs 1", ("--episodes",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes -1 --pairs 1", ("--episodes",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs -1", ("--pairs",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --horizon 0", ("--horizon",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --horizon 7", ("--horizon",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --threads 0", ("--threads",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --threads -1", ("--threads",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --seed -1", ("--seed",)),
-    ("eval-w0 --checkpoint {t}/missing --estimator random --episodes 1 --pairs 1", ("--checkpoint",)),
-    ("eval-w0 --checkpoint {t}/notes --estimator random --episodes 1 --pairs 1", ("--checkpoint",)),
-    ("eval-w0 --checkpoint random:tiny --estimator {t}/missing --episodes 1 --pairs 1", ("--estimator",)),
-    ("eval-w0 --checkpoint random:tiny --estimator {t}/notes --episodes 1 --pairs 1", ("--estimator",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --video " + UNWRITABLE, ("--video",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --video {t}/file.txt", ("--video",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --dtype int8", ("--dtype",)),
-    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --pairs 1 --out {t}/file.txt/p",
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --device cuda", ("--device",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --device potato", ("--device",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 0 --demos 1", ("--episodes",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes -1 --demos 1", ("--episodes",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --horizon 0", ("--horizon",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --horizon 65", ("--horizon",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 0", ("--demos",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos -1", ("--demos",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --candidates 1", ("--candidates",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --candidates x", ("--candidates",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --near-misses -1", ("--near-misses",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --num-envs 0", ("--num-envs",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --reward-model nosuch",
+     ("--reward-model",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --threads 0", ("--threads",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --threads -1", ("--threads",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --seed -1", ("--seed",)),
+    ("eval-w0 --checkpoint {t}/missing --estimator random --episodes 1 --demos 1", ("--checkpoint",)),
+    ("eval-w0 --checkpoint {t}/notes --estimator random --episodes 1 --demos 1", ("--checkpoint",)),
+    ("eval-w0 --checkpoint random:tiny --estimator {t}/missing --episodes 1 --demos 1", ("--estimator",)),
+    ("eval-w0 --checkpoint random:tiny --estimator {t}/notes --episodes 1 --demos 1", ("--estimator",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --video " + UNWRITABLE, ("--video",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --video {t}/file.txt", ("--video",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --dtype int8", ("--dtype",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --out {t}/file.txt/p",
      ("--out",)),
+    ("eval-w0 --checkpoint random:tiny --estimator random --episodes 1 --demos 1 --pairs 1", ("--pairs",)),
     # --------------------------------------------------------------------- train-estimator
     ("train-estimator --data {t}/rollouts --out {n} --steps 0", ("--steps",)),
     ("train-estimator --data {t}/rollouts --out {n} --steps -1", ("--steps",)),
