@@ -19,9 +19,6 @@ from typing import Any
 from psi_gym.data.arguments import (
     ArgumentProblem,
     check_output_dir,
-    device,
-    int_at_least,
-    int_in,
     log_with,
     number_in,
     positive_int,
@@ -29,7 +26,7 @@ from psi_gym.data.arguments import (
     threads,
 )
 
-from .config import INFERENCE_DTYPES, TrainConfig, tiny_config  # light: no torch/diffusers until a job runs
+from .config import TrainConfig, tiny_config  # light: no torch/diffusers until a job runs
 
 def _check_datasets(roots: list[Path], flag: str) -> None:
     """Each folder is a complete dataset (metadata and file footers checked, frames not read)."""
