@@ -54,7 +54,7 @@ from .config import ACTION_DIM, INSTRUCTION_DIM, STATE_DIM, WanBackboneConfig, W
 from .dynamics import StateDynamics, TABLE_HEIGHT_OFFSET
 from .perception import ObjectPerception
 from .sampler import NUM_TRAIN_TIMESTEPS, FlowMatchSampler
-from .sketch import NUM_SKETCH_CHANNELS, Sketcher
+from .sketch import Sketcher
 from .world_state import DESCRIPTOR_DIM, WorldState
 
 DEFAULT_CHECKPOINT = "default"

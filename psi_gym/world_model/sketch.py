@@ -7,7 +7,7 @@ depth ``d`` covers the pixels within ``r f / d`` of the projected segment, ``f``
 
 Channels, each in [0, 1]: 0 the finger links, 1 the palm, 2 the object. The object is drawn as its
 axis: a point for the apple (a sphere), the cylinder's axis for the can, the longer horizontal
-axis for the box, with the object's radius.
+axis of the box (x or y, whichever half-side is longer), with the object's radius.
 """
 
 from __future__ import annotations
@@ -94,8 +94,11 @@ class Sketcher(nn.Module):
         size = object_descriptor[:, len(OBJECT_KINDS):] / 100.0  # descriptor sizes are in cm
         apple, can, box = kind[:, 0:1], kind[:, 1:2], kind[:, 2:3]
         short_side = torch.minimum(size[:, 0:1], size[:, 1:2])
-        half_length = can * size[:, 1:2] + box * (size[:, 0:1] - short_side)
-        axis = can * object_rotation[:, :, 2] + box * object_rotation[:, :, 0]
+        long_side = torch.maximum(size[:, 0:1], size[:, 1:2])
+        along_x = (size[:, 0:1] >= size[:, 1:2]).to(dtype)  # the box's longer horizontal axis
+        box_axis = along_x * object_rotation[:, :, 0] + (1 - along_x) * object_rotation[:, :, 1]
+        half_length = can * size[:, 1:2] + box * (long_side - short_side)
+        axis = can * object_rotation[:, :, 2] + box * box_axis
         object_radius = (apple + can) * size[:, 0:1] + box * short_side
         ends = torch.stack([object_position - axis * half_length, object_position + axis * half_length], dim=1)
         pixels_o, depth_o = self.camera(ends)
