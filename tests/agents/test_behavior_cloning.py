@@ -58,7 +58,7 @@ def test_touch_is_masked_out_for_robot_data():
     loss, parts = bc_loss(policy, robot.batch(index), BCLossWeights(touch=1.0))
     robot.touch[:] = 1.0 - robot.touch  # a robot sample's touch label is never read
     loss2, parts2 = bc_loss(policy, robot.batch(index), BCLossWeights(touch=1.0))
-    assert parts["touch"] == parts2["touch"] == 0.0 and float(loss) == pytest.approx(float(loss2))
+    assert parts["touch"] == parts2["touch"] == 0.0 and loss.item() == pytest.approx(loss2.item())
     human = synthetic_samples(human=True)
     assert bc_loss(policy, human.batch(index), BCLossWeights(touch=1.0))[1]["touch"] > 0
 
