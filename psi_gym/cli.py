@@ -27,6 +27,7 @@ import numpy as np
 
 from psi_gym.agents import commands as agents_commands
 from psi_gym.envs import commands as envs_commands
+from psi_gym.flywheel import commands as flywheel_commands
 from psi_gym.retarget import commands as retarget_commands
 from psi_gym.rewards import commands as rewards_commands
 from psi_gym.world_model import commands as world_model_commands
@@ -50,6 +51,7 @@ COMMANDS: dict[str, Command] = _merge(
     rewards_commands.COMMANDS,
     envs_commands.COMMANDS,
     agents_commands.COMMANDS,
+    flywheel_commands.COMMANDS,
 )
 """Every subcommand, in the order of the data flow (the order of ``psi-gym --help``)."""
 

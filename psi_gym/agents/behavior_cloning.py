@@ -301,8 +301,7 @@ def train_behavior_cloning(samples: BCSamples, config: BCConfig, out: str | Path
     """Fit R2 to ``samples``; write ``checkpoint-<step>/`` and ``final/`` into ``out`` (if given)."""
     from psi_gym.data.atomic import replacing_dir
 
-    generator = torch.Generator().manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed)  # batches; the weights' init is seeded below
     if policy is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -340,7 +339,6 @@ def train_behavior_cloning(samples: BCSamples, config: BCConfig, out: str | Path
             checkpoints.append(str(out / f"checkpoint-{step:06d}"))
     if bar is not None:
         bar.close()
-    del generator
     policy.eval()
     summary = BCSummary(
         out=str(out) if out is not None else "", architecture=policy.policy_config.architecture,

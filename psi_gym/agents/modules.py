@@ -65,7 +65,7 @@ class ValueNetwork(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         batch_shape = inputs[1].shape[:-1]
         flat = [x.reshape(-1, *x.shape[len(batch_shape):]) for x in inputs]
-        features, _ = self.trunk.encode(*flat)
+        features, _ = self.trunk.encode(*flat, predict_frame=False)
         return self.head(features).reshape(*batch_shape, 1)
 
 

@@ -307,8 +307,10 @@ class PsiR2Policy(ModelMixin, ConfigMixin):
 
     # --------------------------------------------------------------------------- forward
     def encode(self, pixels: torch.Tensor, agent_pos: torch.Tensor, reference: torch.Tensor,
-               instruction: torch.Tensor, progress: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Trunk features (B, hidden) and the predicted next frame (B, 3, H, W), one batch dim."""
+               instruction: torch.Tensor, progress: torch.Tensor | None = None,
+               predict_frame: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Trunk features (B, hidden) and the predicted next frame (B, 3, H, W), one batch dim (the
+        ``"cnn"`` trunk skips its decoder with ``predict_frame=False``: None)."""
         config = self.policy_config
         frames = self.frames(pixels)
         low = self.low_dim_encoder(self.low_dim_features(agent_pos.float(), reference.float(), progress))
@@ -326,8 +328,10 @@ class PsiR2Policy(ModelMixin, ConfigMixin):
         else:
             feature_map = self.encoder(frames)
             image = self.image_proj(feature_map.flatten(1))
-            bottleneck = torch.cat([feature_map, image[:, :, None, None].expand(-1, -1, *feature_map.shape[-2:])], dim=1)
-            next_frame = last + self.decoder(bottleneck)
+            next_frame = None
+            if predict_frame:
+                bottleneck = torch.cat([feature_map, image[:, :, None, None].expand(-1, -1, *feature_map.shape[-2:])], dim=1)
+                next_frame = last + self.decoder(bottleneck)
         return self.trunk_mlp(torch.cat([image, low, text], dim=-1)), next_frame
 
     def forward(self, pixels: torch.Tensor, agent_pos: torch.Tensor, reference: torch.Tensor,

@@ -1,0 +1,116 @@
+"""Write-back: the kept trajectories go out as LeRobot v3.0 datasets, and both models learn from them.
+
+* `export_datasets`: the buffer's kept trajectories (W0-refined, scene variations, raw retargets W0
+  believes in) and the robot's episodes as two LeRobot datasets (one embodiment each, written by
+  `psi_gym.data.lerobot.write_dataset`: crash-safe, one writer);
+* `retrain_r2`: behaviour cloning of Psi-R2 (`psi_gym.agents.behavior_cloning`), starting from the
+  current R2, on the union: every kept trajectory plus the robot's successes;
+* `finetune_w0`: Psi-W0 fine-tuned (``TrainConfig(init_from=<current W0 folder>)``) on the union
+  plus every robot episode, failures included (true frames: what corrects W0).
+
+The trainers read the exported datasets, so what the models learn from is exactly what was
+written back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psi_gym.data.episode import Episode
+from psi_gym.flywheel.buffer import FlywheelBuffer
+
+KEPT_SOURCES = ("retargeted", "refined_w0", "scene_variation")
+
+
+@dataclass
+class ExportedData:
+    """The datasets one write-back produced (None: nothing of that kind yet)."""
+
+    kept: Path | None
+    robot: Path | None
+    kept_trajectories: int
+    robot_episodes: int
+
+
+def export_datasets(buffer: FlywheelBuffer, out: str | os.PathLike, overwrite: bool = True) -> ExportedData:
+    """``out/kept`` (the kept trajectories in the buffer) and ``out/robot`` (the robot's episodes)."""
+    out = Path(out)
+    kept = buffer.select(sources=KEPT_SOURCES)
+    robot = buffer.select(sources=("robot_episode",))
+    kept_root = buffer.export_lerobot(out / "kept", kept, overwrite=overwrite) if kept else None
+    robot_root = buffer.export_lerobot(out / "robot", robot, overwrite=overwrite) if robot else None
+    return ExportedData(kept_root, robot_root, len(kept), len(robot))
+
+
+def read_exported(data: ExportedData) -> tuple[list[Episode], list[Episode]]:
+    """The episodes of the exported datasets (kept, robot), read back as a trainer reads them."""
+    from psi_gym.data.lerobot import read_episodes
+
+    kept = read_episodes(data.kept) if data.kept else []
+    robot = read_episodes(data.robot) if data.robot else []
+    return kept, robot
+
+
+@dataclass
+class RetrainConfig:
+    """How much each model learns per write-back."""
+
+    bc_steps: int = 150
+    """behaviour-cloning steps of R2 (from the current R2)."""
+    bc_batch_size: int = 64
+    bc_learning_rate: float = 1e-3
+    w0_steps: int = 100
+    """fine-tuning steps of W0 (from the current W0)."""
+    w0_batch_size: int = 16
+    w0_learning_rate: float = 3e-4
+    threads: int | None = 1
+    progress: bool = False
+
+
+def retrain_r2(policy: Any, kept: Sequence[Episode], robot: Sequence[Episode], config: RetrainConfig,
+               out: str | os.PathLike, seed: int) -> tuple[Any, dict[str, Any] | None]:
+    """R2 cloned (from ``policy``) on the kept trajectories and the robot's successes; returns the
+    policy and the training summary (None, and the policy unchanged, when there is nothing to clone).
+    The policy is saved to ``out/final``."""
+    from dataclasses import asdict
+
+    from psi_gym.agents.behavior_cloning import BCConfig, build_samples, robot_rollout_source, train_behavior_cloning
+
+    sources = [robot_rollout_source(e) for e in [*kept, *[r for r in robot if r.success]]]
+    sources = [s for s in sources if s is not None]
+    if not sources:
+        return policy, None
+    samples = build_samples(sources, policy.policy_config)
+    bc = BCConfig(policy=policy.policy_config, steps=config.bc_steps, batch_size=config.bc_batch_size,
+                  learning_rate=config.bc_learning_rate, checkpoint_every=0, seed=seed, progress=config.progress)
+    policy, summary = train_behavior_cloning(samples, bc, out, policy=policy)
+    return policy, {**asdict(summary), "trajectories": len(sources)}
+
+
+def finetune_w0(world_model_folder: str | os.PathLike, kept: Sequence[Episode], robot: Sequence[Episode],
+                config: RetrainConfig, out: str | os.PathLike, seed: int) -> tuple[Path, dict[str, Any] | None]:
+    """W0 fine-tuned from ``world_model_folder`` on the kept trajectories and every robot episode;
+    returns the new W0 folder (``out/final``) and the training summary (the old folder and None
+    when there is nothing to train on). Uses only `TrainConfig`'s common fields (``init_from``,
+    ``num_steps``, ``batch_size``, ``learning_rate``, ``seed``, ``num_threads``, ``progress``,
+    ``checkpoint_every``)."""
+    from dataclasses import asdict
+
+    from psi_gym.world_model import TrainConfig, train_world_model
+
+    episodes = [*kept, *robot]
+    if not episodes:
+        return Path(world_model_folder), None
+    train = TrainConfig(init_from=str(world_model_folder), num_steps=config.w0_steps, batch_size=config.w0_batch_size,
+                        learning_rate=config.w0_learning_rate, seed=seed, num_threads=config.threads,
+                        progress=config.progress, checkpoint_every=config.w0_steps)
+    summary = train_world_model(episodes, train, out)
+    return Path(out) / "final", {**asdict(summary), "episodes": len(episodes), "robot_episodes": len(robot)}
+
+
+__all__ = ["KEPT_SOURCES", "ExportedData", "RetrainConfig", "export_datasets", "finetune_w0", "read_exported",
+           "retrain_r2"]

@@ -1,0 +1,154 @@
+"""One tiny flywheel iteration end to end (untrained debug W0, random estimator, a tiny R2), its resume,
+the write-back on hand-made data, and the robot and the judge kept apart."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from psi_gym.agents.policy import PsiR2Policy, debug_policy_config
+from psi_gym.cli import main
+from psi_gym.data.lerobot import EpisodeDataset
+from psi_gym.flywheel.buffer import FlywheelBuffer, Provenance
+from psi_gym.flywheel.loop import TABLE_COLUMNS, blind_retarget, make_demos
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("r2") / "tiny"
+    PsiR2Policy.from_policy_config(debug_policy_config(architecture="cnn")).save_pretrained(folder)
+    return folder
+
+
+TINY = ["--demos-per-iteration", "3", "--heldout-demos", "2", "--ranking-candidates", "2", "--variations", "1",
+        "--population", "2", "--search-iterations", "1", "--elites", "1", "--consistency-reruns", "2",
+        "--min-quality", "0", "--bc-steps", "2", "--w0-steps", "2", "--w0-batch-size", "2",
+        "--world-model", "random:debug", "--estimator", "random", "--videos", "1", "--no-progress"]
+
+
+def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsys):
+    out = tmp_path / "run"
+    argv = ["flywheel", "--iterations", "1", "--robot-episodes", "2", "--out", str(out), "--policy", str(tiny_policy),
+            *TINY, "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # stdout holds exactly the JSON summary
+    assert "robot (robot episodes per iteration: 2)" in captured.err and "no_robot" in captured.err
+    assert set(summary["variants"]) == {"robot", "no_robot"}
+    robot, no_robot = summary["variants"]["robot"]["iterations"], summary["variants"]["no_robot"]["iterations"]
+    assert [r["iteration"] for r in robot] == [0, 1] == [r["iteration"] for r in no_robot]
+    first = robot[1]
+    assert {key for key, _ in TABLE_COLUMNS} <= set(first)
+    assert {"funnel", "ranking", "kept_by_source", "quality_by_tier", "demo_quality", "seconds"} <= set(first)
+    assert first["candidates"] == first["demos"] * 3  # raw, refined, one varied start each
+    assert first["robot_episodes"] == 2 and no_robot[1]["robot_episodes"] == 0
+    assert 0.0 <= first["r2_sim_success"] <= 1.0 and first["ranking"]["candidates_per_demo"] == 2
+    # both variants refined iteration 1 with the same W0: the same candidates, the same filter verdicts
+    assert first["funnel"] == no_robot[1]["funnel"]
+    assert summary["gain"]["robot"] == first["r2_sim_success"] - robot[0]["r2_sim_success"]
+
+    # the run folder: the buffer (human demos, kept trajectories, the robot's episodes), datasets, models
+    buffer = FlywheelBuffer.read(out / "robot" / "buffer")
+    sources = [r.source for r in buffer.records]
+    assert sources.count("robot_episode") == 2 and sources.count("human_demo") == first["demos"]
+    assert sum(s in ("retargeted", "refined_w0", "scene_variation") for s in sources) == first["kept"]
+    assert all(r.iteration == 1 for r in buffer.records)
+    robot_episode = buffer.episode(buffer.select(sources=["robot_episode"])[0])
+    assert robot_episode.metadata["role"] == "robot" and robot_episode.source == "rollout"
+    assert len(EpisodeDataset(out / "robot" / "iteration-1" / "data" / "robot")) == 2
+    assert (out / "robot" / "iteration-1" / "w0" / "final" / "config.json").is_file()
+    assert (out / "robot" / "iteration-1" / "r2" / "final" / "config.json").is_file()
+    assert (out / "flywheel.png").stat().st_size > 1000 and (out / "summary.json").is_file()
+
+    # rerun: every iteration is done, nothing is redone, the same numbers come back
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["variants"] == summary["variants"]
+    assert len(FlywheelBuffer.read(out / "robot" / "buffer")) == len(buffer)
+
+    # another configuration in the same folder is refused, naming the way out
+    assert main([*argv[:-1], "--seed", "3"]) == 2
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_unfinished_iteration_is_run_again_from_the_buffer_it_started_with(tmp_path, tiny_policy, capsys):
+    out = tmp_path / "run"
+    argv = ["flywheel", "--iterations", "1", "--robot-episodes", "1", "--no-comparison", "--out", str(out),
+            "--policy", str(tiny_policy), *TINY, "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)["variants"]["robot"]["iterations"][1]
+    (out / "robot" / "iteration-1" / "report.json").unlink()  # as if killed before the iteration finished
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)["variants"]["robot"]["iterations"][1]
+    assert second["buffer_trajectories"] == first["buffer_trajectories"]  # not twice the trajectories
+    assert len(FlywheelBuffer.read(out / "robot" / "buffer")) == first["buffer_trajectories"]
+
+
+def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
+    from psi_gym.flywheel.writeback import RetrainConfig, export_datasets, finetune_w0, read_exported, retrain_r2
+    from psi_gym.world_model import load_world_model
+
+    demos = make_demos(4242, range(2), 0)
+    kept = [demo.start.replace(source="generated", success=True) for demo in demos]  # stand-ins for kept trajectories
+    with FlywheelBuffer.open(tmp_path / "buffer", capacity=1000) as buffer:
+        buffer.extend([(e, Provenance("refined_w0", d.demo_id, 1)) for e, d in zip(kept, demos)]
+                      + [(kept[0].replace(success=False), Provenance("robot_episode", demos[0].demo_id, 1))])
+        exported = export_datasets(buffer, tmp_path / "data")
+    assert exported.kept_trajectories == 2 and exported.robot_episodes == 1
+    kept_back, robot_back = read_exported(exported)
+    assert len(kept_back) == 2 and "reference" in kept_back[0].metadata
+
+    config = RetrainConfig(bc_steps=2, bc_batch_size=4, w0_steps=2, w0_batch_size=2)
+    policy, summary = retrain_r2(PsiR2Policy.from_pretrained(str(tiny_policy)), kept_back, robot_back, config,
+                                 tmp_path / "r2", seed=0)
+    assert summary["trajectories"] == 2  # the kept ones; the robot's failure is not cloned
+    assert (tmp_path / "r2" / "final" / "config.json").is_file()
+    load_world_model("random:debug", device="cpu").save_pretrained(tmp_path / "w0-start")
+    folder, w0_summary = finetune_w0(tmp_path / "w0-start", kept_back, robot_back, config, tmp_path / "w0", seed=0)
+    assert folder == tmp_path / "w0" / "final" and (folder / "config.json").is_file()
+    assert w0_summary["episodes"] == 3 and w0_summary["robot_episodes"] == 1 and w0_summary["steps"] == 2
+    same, nothing = finetune_w0(tmp_path / "w0-start", [], [], config, tmp_path / "w0-none", seed=0)
+    assert same == tmp_path / "w0-start" and nothing is None
+
+
+def test_the_retarget_replay_outcome_is_blanked():
+    demo = make_demos(4242, [0], 0)[0]
+    assert demo.start.success is False
+    assert (demo.start.frames == demo.start.frames[0]).all() and (demo.start.object_pose == demo.start.object_pose[0]).all()
+    assert blind_retarget(demo.start).metadata["reference"] == demo.start.metadata["reference"]
+
+
+def test_robot_and_judge_are_kept_apart(tiny_policy):
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+
+    from psi_gym.agents.rollouts import demo_refs
+    from psi_gym.flywheel.judge import policy_success
+    from psi_gym.flywheel.robot import deploy_policy, make_robot_env
+    from psi_gym.flywheel.rollouts import run_episodes
+
+    demos = [d.start for d in make_demos(4242, range(2), 0)]
+    judge = gym.make_vec("PsiSim-Retarget-v0", num_envs=2, autoreset_mode=AutoresetMode.DISABLED, demos=demos,
+                         role="judge", successful_demos_only=False)
+    policy = PsiR2Policy.from_pretrained(str(tiny_policy))
+    with pytest.raises(ValueError, match="judge"):
+        run_episodes(judge, demo_refs(judge), [0, 1], plans=[np.zeros((40, 22), np.float32)] * 2)
+    with pytest.raises(ValueError, match="robot role"):
+        deploy_policy(judge, policy, 2, seed=0, exploration_std=0.3)
+    robot = make_robot_env(demos, num_envs=2)
+    rollouts = deploy_policy(robot, policy, 3, seed=0, exploration_std=0.3)
+    assert len(rollouts) == 3 and all(r.episode.metadata["role"] == "robot" for r in rollouts)
+    assert {r.episode.parent for r in rollouts} == {demo.parent for demo in demos}
+    with pytest.raises(ValueError, match="judge"):
+        policy_success(robot, demo_refs(robot), [0, 1], lambda obs, rows: np.zeros((2, 22), np.float32))
