@@ -44,8 +44,8 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-consistency", type=number_in(0, 1), default=c.min_consistency)
     p.add_argument("--min-quality", type=number_in(0, 1), default=c.min_quality)
     p.add_argument("--dedupe-distance", type=number_in(0), default=c.dedupe_distance)
-    p.add_argument("--exploration-std", type=number_in(0), default=c.exploration_std,
-                   help="R2's pre-tanh action noise on the robot")
+    p.add_argument("--exploration", type=number_in(0, 1), default=c.exploration,
+                   help="size of the smooth random residual added to R2's action on the robot (0: none)")
     p.add_argument("--bc-steps", type=positive_int, default=r.bc_steps)
     p.add_argument("--w0-steps", type=positive_int, default=r.w0_steps)
     p.add_argument("--w0-batch-size", type=positive_int, default=r.w0_batch_size)
@@ -74,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         search=SearchConfig(population=args.population, iterations=args.search_iterations,
                             elites=min(args.elites, args.population)),
         consistency_reruns=args.consistency_reruns, min_consistency=args.min_consistency,
-        min_quality=args.min_quality, dedupe_distance=args.dedupe_distance, exploration_std=args.exploration_std,
+        min_quality=args.min_quality, dedupe_distance=args.dedupe_distance, exploration=args.exploration,
         retrain=RetrainConfig(bc_steps=args.bc_steps, w0_steps=args.w0_steps, w0_batch_size=args.w0_batch_size,
                               threads=args.threads, progress=False),
         world_model=args.world_model, estimator=args.estimator, policy=args.policy,
