@@ -131,12 +131,12 @@ def main(args: Args) -> list[dict[str, float | None]]:
             human_demos = human_demo_sources(buffer)
         # 7. retrain both models on what was written back
         kept, robot_data = read_exported(exported)
-        world_model, _ = finetune_w0(world_model, kept, robot_data, config.retrain, out / f"iteration-{iteration}" / "w0",
-                                     seed=args.seed + iteration)
-        policy, summary = retrain_r2(policy, kept, robot_data, config.retrain, out / f"iteration-{iteration}" / "r2",
-                                     seed=args.seed + iteration, human_demos=human_demos)
+        folder, seed = out / f"iteration-{iteration}", args.seed + iteration
+        world_model, _ = finetune_w0(world_model, kept, robot_data, config.retrain, folder / "w0", seed=seed)
+        policy, summary = retrain_r2(policy, kept, robot_data, config.retrain, folder / "r2", seed=seed,
+                                     human_demos=human_demos)
         if summary is not None:
-            policy_folder = out / f"iteration-{iteration}" / "r2" / "final"
+            policy_folder = folder / "r2" / "final"
         filters = precision_recall(outcome.keep, outcome.judge_success)
         print(f"iteration {iteration}: {time.perf_counter() - start:.0f}s")
         report(iteration, filters["kept"], filters["precision"])

@@ -56,7 +56,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from psi_gym.data.atomic import fsync_dir, fsync_file, fsync_tree, hold_lock, rename_noreplace, temp_dir_beside, write_bytes_atomic
+from psi_gym.data.atomic import (
+    fsync_dir,
+    fsync_file,
+    fsync_tree,
+    hold_lock,
+    rename_noreplace,
+    temp_dir_beside,
+    write_bytes_atomic,
+)
 from psi_gym.data.episode import Episode
 
 SOURCES = ("human_demo", "retargeted", "refined_w0", "robot_episode", "scene_variation")
@@ -423,8 +431,8 @@ class FlywheelBuffer:
             reference_length=reference_length, metadata=json.loads(json.dumps(metadata)),
         )
         if start + record.length > self.capacity:
-            raise BufferError(f"the buffer is full: {start} of {self.capacity} rows used, a trajectory of {record.length} "
-                              "does not fit (open a new buffer with a larger capacity)")
+            raise BufferError(f"the buffer is full: {start} of {self.capacity} rows used, a trajectory of "
+                              f"{record.length} does not fit (open a new buffer with a larger capacity)")
         self._pending.append((rows, record))
         return record
 

@@ -275,7 +275,8 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
 
     # 4. filters (W0 only), the consistency reruns as they need them
     tick = time.perf_counter()
-    check_of = {d.demo_id: [check_refs[j * max(R - 1, 0) + r] for r in range(max(R - 1, 0))] for j, d in enumerate(demos)}
+    checks_per_demo = max(R - 1, 0)
+    check_of = {d.demo_id: check_refs[j * checks_per_demo: (j + 1) * checks_per_demo] for j, d in enumerate(demos)}
     base_of = {d.demo_id: base[j] for j, d in enumerate(demos)}
 
     def rerun(todo: Sequence[Candidate]) -> np.ndarray:
@@ -463,8 +464,8 @@ class Flywheel:
         self.prepare_folder()
         w0_start, r2_start = self.initial_world_model(), self.initial_policy()
         self.setup_judge()
-        states = [VariantState(name, config.robot_episodes if name == "robot" else 0, self.out / name, w0_start, r2_start)
-                  for name in config.variants()]
+        states = [VariantState(name, config.robot_episodes if name == "robot" else 0, self.out / name, w0_start,
+                               r2_start) for name in config.variants()]
         baseline = self._load_report(states[0].folder / "iteration-0")
         if baseline is None:
             evaluation = self.evaluate(w0_start, r2_start)
@@ -541,8 +542,8 @@ class Flywheel:
             if state.robot_episodes:
                 robot_env = make_robot_env([d.start for d in demos], num_envs=min(8, state.robot_episodes))
                 policy = PsiR2Policy.from_pretrained(str(state.policy)).eval()
-                robot = deploy_policy(robot_env, policy, state.robot_episodes, int(self._rng(iteration, 2).integers(2**31)),
-                                      config.exploration)
+                robot_seed = int(self._rng(iteration, 2).integers(2**31))
+                robot = deploy_policy(robot_env, policy, state.robot_episodes, robot_seed, config.exploration)
                 robot_env.close()
                 buffer.extend([(r.episode, Provenance("robot_episode", r.episode.metadata["demo_id"], iteration,
                                                       {"robot_return": r.env_return}))
@@ -562,8 +563,8 @@ class Flywheel:
         seconds["retrain_w0"] = time.perf_counter() - step
         step = time.perf_counter()
         policy = PsiR2Policy.from_pretrained(str(state.policy))
-        policy, r2_summary = retrain_r2(policy, kept, robot_data, config.retrain, folder / "r2", seed=config.seed + iteration,
-                                       human_demos=anchors)
+        policy, r2_summary = retrain_r2(policy, kept, robot_data, config.retrain, folder / "r2",
+                                        seed=config.seed + iteration, human_demos=anchors)
         r2_folder = folder / "r2" / "final" if r2_summary is not None else state.policy
         seconds["retrain_r2"] = time.perf_counter() - step
 
@@ -629,7 +630,8 @@ class Flywheel:
             "out": str(self.out), "seed": self.config.seed, "iterations": self.config.iterations,
             "variants": variants,
             "gain": {name: _gain(v["iterations"], "r2_sim_success") for name, v in variants.items()},
-            "w0_false_success_change": {name: _gain(v["iterations"], "w0_false_success_rate") for name, v in variants.items()},
+            "w0_false_success_change": {name: _gain(v["iterations"], "w0_false_success_rate")
+                                        for name, v in variants.items()},
             "table": iteration_table(variants),
             "plot": str(plot_iterations(self.out / "flywheel.png", variants)),
             "videos": write_best_videos(self.out / "videos", states[0].folder / "buffer", self.config.videos),

@@ -137,7 +137,8 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
 def test_the_retarget_replay_outcome_is_blanked():
     demo = make_demos(4242, [0], 0)[0]
     assert demo.start.success is False
-    assert (demo.start.frames == demo.start.frames[0]).all() and (demo.start.object_pose == demo.start.object_pose[0]).all()
+    assert (demo.start.frames == demo.start.frames[0]).all()
+    assert (demo.start.object_pose == demo.start.object_pose[0]).all()
     assert blind_retarget(demo.start).metadata["reference"] == demo.start.metadata["reference"]
 
 
