@@ -92,6 +92,14 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
     assert "another configuration" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value", [("--world-model", "/no/such/w0"), ("--policy", "/no/such/r2"),
+                                         ("--iterations", "0"), ("--min-quality", "2"), ("--estimator", "/none")])
+def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, flag, value):
+    assert main(["flywheel", "--out", str(tmp_path / "run"), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and len(err.strip().splitlines()) == 1
+
+
 def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
     from psi_gym.flywheel.writeback import (
         RetrainConfig,
