@@ -56,7 +56,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from psi_gym.data.atomic import fsync_dir, fsync_file, fsync_tree, hold_lock, rename_noreplace, temp_dir_beside, write_bytes_atomic
+from psi_gym.data.atomic import (
+    fsync_dir,
+    fsync_file,
+    fsync_tree,
+    hold_lock,
+    rename_noreplace,
+    temp_dir_beside,
+    write_bytes_atomic,
+)
 from psi_gym.data.episode import Episode
 
 SOURCES = ("human_demo", "retargeted", "refined_w0", "robot_episode", "scene_variation")
@@ -393,13 +401,20 @@ class FlywheelBuffer:
         return self.replay_buffer(slice_len, batch_size, generator).sample()
 
     # ----------------------------------------------------------------------------- writing
-    def add(self, episode: Episode, provenance: Provenance) -> TrajectoryRecord:
-        """Queue a trajectory (an `Episode` of the robot's 22 joints) for the next `commit`."""
+    def add(self, episode: Episode, provenance: Provenance, tactile: np.ndarray | None = None) -> TrajectoryRecord:
+        """Queue a trajectory (an `Episode` of the robot's 22 joints) for the next `commit`.
+        ``tactile`` (T+1, 5): a touch label for a robot-domain trajectory that carries one (a human
+        demo converted by W0), stored with its mask; a human episode's own ``tactile`` is used otherwise."""
         if not self.writable or self._lock is None:
             raise BufferError("this buffer is read-only (FlywheelBuffer.read) or closed; use FlywheelBuffer.open")
         ids = [r.trajectory_id for r in self.records] + [r.trajectory_id for _, r in self._pending]
         trajectory_id = max(ids, default=-1) + 1
         rows, reference_length = episode_rows(episode, trajectory_id)
+        if tactile is not None:
+            tactile = np.asarray(tactile, np.float32)
+            if tactile.shape != rows["tactile"].shape:
+                raise BufferError(f"tactile must be {rows['tactile'].shape}, got {tactile.shape}")
+            rows["tactile"], rows["tactile_mask"] = tactile, np.ones(len(tactile), bool)
         if self._pending or self.records:
             first = self._pending[0][0]["pixels"] if self._pending else None
             shape = tuple(first.shape[1:]) if first is not None else tuple(self._storage[0]["pixels"].shape)
@@ -416,8 +431,8 @@ class FlywheelBuffer:
             reference_length=reference_length, metadata=json.loads(json.dumps(metadata)),
         )
         if start + record.length > self.capacity:
-            raise BufferError(f"the buffer is full: {start} of {self.capacity} rows used, a trajectory of {record.length} "
-                              "does not fit (open a new buffer with a larger capacity)")
+            raise BufferError(f"the buffer is full: {start} of {self.capacity} rows used, a trajectory of "
+                              f"{record.length} does not fit (open a new buffer with a larger capacity)")
         self._pending.append((rows, record))
         return record
 

@@ -14,7 +14,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from psi_gym.data.arguments import check_output_dir, int_at_least, number_in, positive_int, seed, threads
+from psi_gym.data.arguments import (
+    ArgumentProblem,
+    check_output_dir,
+    int_at_least,
+    number_in,
+    positive_int,
+    seed,
+    threads,
+)
 
 
 def configure_flywheel(p: argparse.ArgumentParser) -> None:
@@ -44,8 +52,8 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-consistency", type=number_in(0, 1), default=c.min_consistency)
     p.add_argument("--min-quality", type=number_in(0, 1), default=c.min_quality)
     p.add_argument("--dedupe-distance", type=number_in(0), default=c.dedupe_distance)
-    p.add_argument("--exploration-std", type=number_in(0), default=c.exploration_std,
-                   help="R2's pre-tanh action noise on the robot")
+    p.add_argument("--exploration", type=number_in(0, 1), default=c.exploration,
+                   help="size of the smooth random residual added to R2's action on the robot (0: none)")
     p.add_argument("--bc-steps", type=positive_int, default=r.bc_steps)
     p.add_argument("--w0-steps", type=positive_int, default=r.w0_steps)
     p.add_argument("--w0-batch-size", type=positive_int, default=r.w0_batch_size)
@@ -74,7 +82,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         search=SearchConfig(population=args.population, iterations=args.search_iterations,
                             elites=min(args.elites, args.population)),
         consistency_reruns=args.consistency_reruns, min_consistency=args.min_consistency,
-        min_quality=args.min_quality, dedupe_distance=args.dedupe_distance, exploration_std=args.exploration_std,
+        min_quality=args.min_quality, dedupe_distance=args.dedupe_distance, exploration=args.exploration,
         retrain=RetrainConfig(bc_steps=args.bc_steps, w0_steps=args.w0_steps, w0_batch_size=args.w0_batch_size,
                               threads=args.threads, progress=False),
         world_model=args.world_model, estimator=args.estimator, policy=args.policy,
@@ -83,12 +91,24 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def _check_folder(value: str | None, flag: str, names: tuple[str, ...]) -> None:
+    """A name the loader knows, or a folder that exists (checked before any work)."""
+    if value is None or value in names or value.startswith("random:"):
+        return
+    if not Path(value).is_dir():
+        raise ArgumentProblem(flag, f"expected {', '.join(repr(n) for n in names)} or a folder, got {value!r} "
+                                    "(no such folder)")
+
+
 def run_flywheel_command(args: argparse.Namespace) -> dict[str, Any]:
     import sys
 
     from psi_gym.flywheel.loop import run_flywheel
 
     config = config_from_args(args)
+    _check_folder(args.world_model, "--world-model", ("default", "random:debug", "random:tiny"))
+    _check_folder(args.estimator, "--estimator", ("default", "random"))
+    _check_folder(args.policy, "--policy", ())
     check_output_dir(args.out)
     summary = run_flywheel(config, args.out, overwrite=args.overwrite)
     print(summary["table"], file=sys.stderr, flush=True)

@@ -153,7 +153,8 @@ def trajectory_distance(a: np.ndarray, b: np.ndarray) -> float:
     steps = min(len(a), len(b))
     if steps == 0:
         return float("inf")
-    return float(np.sqrt(np.mean(((np.asarray(a[:steps], np.float64) - np.asarray(b[:steps], np.float64)) / scale) ** 2)))
+    difference = (np.asarray(a[:steps], np.float64) - np.asarray(b[:steps], np.float64)) / scale
+    return float(np.sqrt(np.mean(difference ** 2)))
 
 
 class DedupeFilter:
@@ -209,7 +210,8 @@ class FilterChain:
             if len(alive):
                 verdict = np.asarray(trajectory_filter([candidates[i] for i in alive]), bool)
                 if verdict.shape != (len(alive),):
-                    raise ValueError(f"filter {trajectory_filter.name!r} returned {verdict.shape}, expected ({len(alive)},)")
+                    raise ValueError(f"filter {trajectory_filter.name!r} returned {verdict.shape}, "
+                                     f"expected ({len(alive)},)")
                 keep[alive] = verdict
             stages.append((trajectory_filter.name, keep.copy()))
         return FilterResult(keep, stages)

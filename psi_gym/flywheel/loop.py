@@ -103,8 +103,8 @@ class FlywheelConfig:
     """joint-target RMS (residual units) under which two trajectories of a demo are duplicates."""
     robot_episodes: int = 16
     """the robot budget per iteration (0: none)."""
-    exploration_std: float = 0.3
-    """R2's pre-tanh action noise on the robot."""
+    exploration: float = 0.3
+    """size of the smooth random residual added to R2's action on the robot (`deploy_policy`)."""
     compare_without_robot: bool = True
     """also run the variant without the robot budget (W0 never corrected), reported beside."""
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
@@ -183,15 +183,14 @@ def make_demos(seed: int, indices: Sequence[int], generalization_every: int) -> 
     return demos
 
 
-def aligned_human_demo(demo: Demo) -> Episode:
-    """The human demo as the buffer holds it (source ``human_demo``): its frames, object poses and
-    touch; its retargeted reference as joints and joint targets (the report's dimensional alignment)."""
-    reference = np.asarray(demo.start.metadata["reference"], np.float32)
-    human = demo.human
-    return human.replace(state=reference, action=reference[1:].copy(), keypoints=None, wrist_pose=None,
-                         parent=demo.demo_id,
-                         metadata={"id": demo.demo_id, "reference": reference.tolist(),
-                                   "human_object_pose": human.object_pose.tolist()})
+def converted_human_demo(demo: Demo, raw: Episode) -> tuple[Episode, np.ndarray]:
+    """A human demo converted to the robot domain by W0 (the report's human -> robot data
+    conversion): ``raw``, W0's rollout of its raw retarget, with the human's fingertip touch (held
+    past the demo's end) as the masked label beside it (source ``human_demo`` in the buffer)."""
+    touch = np.asarray(demo.human.tactile, np.float32)
+    rows = raw.num_steps + 1
+    touch = np.concatenate([touch, np.repeat(touch[-1:], max(0, rows - len(touch)), axis=0)])[:rows]
+    return raw.replace(metadata={**raw.metadata, "tier": demo.tier}), touch
 
 
 # ---------------------------------------------------------------------------------- stage A
@@ -207,6 +206,10 @@ class RefineOutcome:
     """the judge's verdict on each candidate: for the report, computed after the filters decided."""
     seconds: dict[str, float]
     w0_rollouts: int
+
+    def raw(self, demo_id: str) -> Candidate:
+        """The W0 rollout of a demo's raw retarget."""
+        return next(c for c in self.candidates if c.source == "retargeted" and c.demo_id == demo_id)
 
 
 def _w0_env(config: FlywheelConfig, world_model: Any, demos: Sequence[Episode], rows: int):
@@ -272,7 +275,8 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
 
     # 4. filters (W0 only), the consistency reruns as they need them
     tick = time.perf_counter()
-    check_of = {d.demo_id: [check_refs[j * max(R - 1, 0) + r] for r in range(max(R - 1, 0))] for j, d in enumerate(demos)}
+    checks_per_demo = max(R - 1, 0)
+    check_of = {d.demo_id: check_refs[j * checks_per_demo: (j + 1) * checks_per_demo] for j, d in enumerate(demos)}
     base_of = {d.demo_id: base[j] for j, d in enumerate(demos)}
 
     def rerun(todo: Sequence[Candidate]) -> np.ndarray:
@@ -340,7 +344,7 @@ class Flywheel:
             print(f"[flywheel {time.perf_counter() - self.start:6.0f}s] {message}", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------------------- set-up
-    def _prepare_folder(self) -> None:
+    def prepare_folder(self) -> None:
         from psi_gym.data.atomic import write_bytes_atomic
 
         run_file = self.out / "run.json"
@@ -359,7 +363,7 @@ class Flywheel:
         self.out.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(run_file, json.dumps(mine, indent=1).encode())
 
-    def _initial_world_model(self) -> Path:
+    def initial_world_model(self) -> Path:
         """A folder to fine-tune from (``init_from`` takes folders): the named W0, saved once for
         an untrained ``random:*`` one."""
         from psi_gym.world_model import default_checkpoint_path, load_world_model
@@ -377,7 +381,7 @@ class Flywheel:
             return folder
         return Path(name)
 
-    def _initial_policy(self) -> Path:
+    def initial_policy(self) -> Path:
         import torch
 
         from psi_gym.agents.policy import PsiR2Config, PsiR2Policy
@@ -405,7 +409,7 @@ class Flywheel:
         return self._demos[iteration]
 
     # ------------------------------------------------------------------------- evaluation
-    def _setup_judge(self) -> None:
+    def setup_judge(self) -> None:
         """Held-out demos, the judge env, and the ranking set (judged once)."""
         import gymnasium as gym
         from gymnasium.vector import AutoresetMode
@@ -457,11 +461,11 @@ class Flywheel:
         config = self.config
         if config.retrain.threads:
             torch.set_num_threads(config.retrain.threads)
-        self._prepare_folder()
-        w0_start, r2_start = self._initial_world_model(), self._initial_policy()
-        self._setup_judge()
-        states = [VariantState(name, config.robot_episodes if name == "robot" else 0, self.out / name, w0_start, r2_start)
-                  for name in config.variants()]
+        self.prepare_folder()
+        w0_start, r2_start = self.initial_world_model(), self.initial_policy()
+        self.setup_judge()
+        states = [VariantState(name, config.robot_episodes if name == "robot" else 0, self.out / name, w0_start,
+                               r2_start) for name in config.variants()]
         baseline = self._load_report(states[0].folder / "iteration-0")
         if baseline is None:
             evaluation = self.evaluate(w0_start, r2_start)
@@ -487,7 +491,13 @@ class Flywheel:
         from psi_gym.agents.policy import PsiR2Policy
         from psi_gym.flywheel.judge import filter_funnel, precision_recall
         from psi_gym.flywheel.robot import deploy_policy, make_robot_env
-        from psi_gym.flywheel.writeback import export_datasets, finetune_w0, read_exported, retrain_r2
+        from psi_gym.flywheel.writeback import (
+            export_datasets,
+            finetune_w0,
+            human_demo_sources,
+            read_exported,
+            retrain_r2,
+        )
 
         config = self.config
         folder = state.folder / f"iteration-{iteration}"
@@ -517,8 +527,9 @@ class Flywheel:
             step = time.perf_counter()
             for demo in demos:
                 if outcome.quality[demo.demo_id] >= config.min_quality:
-                    buffer.add(aligned_human_demo(demo), Provenance("human_demo", demo.demo_id, iteration,
-                                                                    {"demo_quality": outcome.quality[demo.demo_id]}))
+                    episode, touch = converted_human_demo(demo, outcome.raw(demo.demo_id).episode)
+                    buffer.add(episode, Provenance("human_demo", demo.demo_id, iteration,
+                                                   {"demo_quality": outcome.quality[demo.demo_id]}), tactile=touch)
             for candidate, kept in zip(outcome.candidates, outcome.keep):
                 if kept:
                     buffer.add(candidate.episode, Provenance(candidate.source, candidate.demo_id, iteration,
@@ -531,8 +542,8 @@ class Flywheel:
             if state.robot_episodes:
                 robot_env = make_robot_env([d.start for d in demos], num_envs=min(8, state.robot_episodes))
                 policy = PsiR2Policy.from_pretrained(str(state.policy)).eval()
-                robot = deploy_policy(robot_env, policy, state.robot_episodes, int(self._rng(iteration, 2).integers(2**31)),
-                                      config.exploration_std)
+                robot_seed = int(self._rng(iteration, 2).integers(2**31))
+                robot = deploy_policy(robot_env, policy, state.robot_episodes, robot_seed, config.exploration)
                 robot_env.close()
                 buffer.extend([(r.episode, Provenance("robot_episode", r.episode.metadata["demo_id"], iteration,
                                                       {"robot_return": r.env_return}))
@@ -540,6 +551,7 @@ class Flywheel:
             seconds["robot"] = time.perf_counter() - step
             step = time.perf_counter()
             exported = export_datasets(buffer, folder / "data")
+            anchors = human_demo_sources(buffer)
             seconds["export"] = time.perf_counter() - step
             trajectories = len(buffer)
 
@@ -551,7 +563,8 @@ class Flywheel:
         seconds["retrain_w0"] = time.perf_counter() - step
         step = time.perf_counter()
         policy = PsiR2Policy.from_pretrained(str(state.policy))
-        policy, r2_summary = retrain_r2(policy, kept, robot_data, config.retrain, folder / "r2", seed=config.seed + iteration)
+        policy, r2_summary = retrain_r2(policy, kept, robot_data, config.retrain, folder / "r2",
+                                        seed=config.seed + iteration, human_demos=anchors)
         r2_folder = folder / "r2" / "final" if r2_summary is not None else state.policy
         seconds["retrain_r2"] = time.perf_counter() - step
 
@@ -617,7 +630,8 @@ class Flywheel:
             "out": str(self.out), "seed": self.config.seed, "iterations": self.config.iterations,
             "variants": variants,
             "gain": {name: _gain(v["iterations"], "r2_sim_success") for name, v in variants.items()},
-            "w0_false_success_change": {name: _gain(v["iterations"], "w0_false_success_rate") for name, v in variants.items()},
+            "w0_false_success_change": {name: _gain(v["iterations"], "w0_false_success_rate")
+                                        for name, v in variants.items()},
             "table": iteration_table(variants),
             "plot": str(plot_iterations(self.out / "flywheel.png", variants)),
             "videos": write_best_videos(self.out / "videos", states[0].folder / "buffer", self.config.videos),
@@ -720,5 +734,5 @@ def run_flywheel(config: FlywheelConfig, out: str | Path, overwrite: bool = Fals
     return Flywheel(config, out, overwrite).run()
 
 
-__all__ = ["Demo", "Flywheel", "FlywheelConfig", "RefineOutcome", "aligned_human_demo", "blind_retarget",
+__all__ = ["Demo", "Flywheel", "FlywheelConfig", "RefineOutcome", "blind_retarget", "converted_human_demo",
            "iteration_table", "make_demos", "plot_iterations", "refine_and_filter", "run_flywheel"]

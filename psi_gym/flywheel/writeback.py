@@ -4,12 +4,15 @@
   believes in) and the robot's episodes as two LeRobot datasets (one embodiment each, written by
   `psi_gym.data.lerobot.write_dataset`: crash-safe, one writer);
 * `retrain_r2`: behaviour cloning of Psi-R2 (`psi_gym.agents.behavior_cloning`), starting from the
-  current R2, on the union: every kept trajectory plus the robot's successes;
+  current R2, on the union: the human demos W0 converted to the robot domain (their retarget's
+  labels, the human's touch as the masked label: "learn from human data after dimensional
+  alignment"), every kept trajectory, and the robot's successes;
 * `finetune_w0`: Psi-W0 fine-tuned (``TrainConfig(init_from=<current W0 folder>)``) on the union
   plus every robot episode, failures included (true frames: what corrects W0).
 
-The trainers read the exported datasets, so what the models learn from is exactly what was
-written back.
+The trainers read the exported datasets (the converted human demos, which carry a touch label a
+robot `Episode` has no field for, straight from the buffer), so what the models learn from is
+exactly what was written back.
 """
 
 from __future__ import annotations
@@ -71,24 +74,39 @@ class RetrainConfig:
     progress: bool = False
 
 
+def human_demo_sources(buffer: FlywheelBuffer) -> list[Any]:
+    """Behaviour-cloning sources of the buffer's converted human demos (source ``human_demo``): W0's
+    frames and joints of the raw retarget, its joint targets as labels, the human's touch."""
+    from psi_gym.agents.behavior_cloning import DEFAULT_EPISODE_SLACK, TOUCH_THRESHOLD, BCSource
+
+    sources = []
+    for record in buffer.select(sources=("human_demo",), embodiment="robot"):
+        rows = buffer.rows(record)
+        reference = rows["reference"][: record.reference_length]
+        touch = rows["tactile"] > TOUCH_THRESHOLD if rows["tactile_mask"].all() else None
+        sources.append(BCSource(rows["pixels"], rows["state"], rows["action"][:-1], reference, record.instruction,
+                                len(reference) - 1 + DEFAULT_EPISODE_SLACK, touch, "human_demo", bool(record.success)))
+    return sources
+
+
 def retrain_r2(policy: Any, kept: Sequence[Episode], robot: Sequence[Episode], config: RetrainConfig,
-               out: str | os.PathLike, seed: int) -> tuple[Any, dict[str, Any] | None]:
-    """R2 cloned (from ``policy``) on the kept trajectories and the robot's successes; returns the
-    policy and the training summary (None, and the policy unchanged, when there is nothing to clone).
-    The policy is saved to ``out/final``."""
+               out: str | os.PathLike, seed: int, human_demos: Sequence[Any] = ()) -> tuple[Any, dict[str, Any] | None]:
+    """R2 cloned (from ``policy``) on the converted human demos (`human_demo_sources`), the kept
+    trajectories and the robot's successes; returns the policy and the training summary (None, and
+    the policy unchanged, when there is nothing to clone). The policy is saved to ``out/final``."""
     from dataclasses import asdict
 
     from psi_gym.agents.behavior_cloning import BCConfig, build_samples, robot_rollout_source, train_behavior_cloning
 
     sources = [robot_rollout_source(e) for e in [*kept, *[r for r in robot if r.success]]]
-    sources = [s for s in sources if s is not None]
+    sources = [*human_demos, *[s for s in sources if s is not None]]
     if not sources:
         return policy, None
     samples = build_samples(sources, policy.policy_config)
     bc = BCConfig(policy=policy.policy_config, steps=config.bc_steps, batch_size=config.bc_batch_size,
                   learning_rate=config.bc_learning_rate, checkpoint_every=0, seed=seed, progress=config.progress)
     policy, summary = train_behavior_cloning(samples, bc, out, policy=policy)
-    return policy, {**asdict(summary), "trajectories": len(sources)}
+    return policy, {**asdict(summary), "trajectories": len(sources), "human_demos": len(human_demos)}
 
 
 def finetune_w0(world_model_folder: str | os.PathLike, kept: Sequence[Episode], robot: Sequence[Episode],
@@ -112,5 +130,5 @@ def finetune_w0(world_model_folder: str | os.PathLike, kept: Sequence[Episode], 
     return Path(out) / "final", {**asdict(summary), "episodes": len(episodes), "robot_episodes": len(robot)}
 
 
-__all__ = ["KEPT_SOURCES", "ExportedData", "RetrainConfig", "export_datasets", "finetune_w0", "read_exported",
-           "retrain_r2"]
+__all__ = ["KEPT_SOURCES", "ExportedData", "RetrainConfig", "export_datasets", "finetune_w0", "human_demo_sources",
+           "read_exported", "retrain_r2"]

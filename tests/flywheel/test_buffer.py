@@ -79,7 +79,8 @@ def test_round_trip_across_processes(tmp_path, helper):
         from buffer_helper import make_episode
         from psi_gym.flywheel.buffer import FlywheelBuffer, Provenance
         with FlywheelBuffer.open({str(root)!r}, capacity=400) as buffer:
-            buffer.extend([(make_episode(i), Provenance("refined_w0", f"demo-{{i}}", 1, {{"w0_return": i}})) for i in range(5)])
+            buffer.extend([(make_episode(i), Provenance("refined_w0", f"demo-{{i}}", 1, {{"w0_return": i}}))
+                           for i in range(5)])
             buffer.add(make_episode(5, human=True), Provenance("human_demo", "demo-5", 1, {{"demo_quality": 0.7}}))
             buffer.commit()
     ''')
@@ -188,7 +189,7 @@ def _try_open(root: Path) -> BaseException:
 def test_full_buffer_refuses_instead_of_overwriting(tmp_path, helper):
     root = tmp_path / "buffer"
     with FlywheelBuffer.open(root, capacity=12) as buffer:
-        buffer.extend([(helper.make_episode(0, steps=4), provenance(0)), (helper.make_episode(1, steps=4), provenance(1))])
+        buffer.extend([(helper.make_episode(i, steps=4), provenance(i)) for i in range(2)])
         with pytest.raises(BufferError, match="full"):
             buffer.add(helper.make_episode(2, steps=4), provenance(2))
     assert len(FlywheelBuffer.read(root)) == 2
@@ -197,7 +198,8 @@ def test_full_buffer_refuses_instead_of_overwriting(tmp_path, helper):
 def test_truncate_and_select(tmp_path, helper):
     root = tmp_path / "buffer"
     with FlywheelBuffer.open(root, capacity=300) as buffer:
-        buffer.extend([(helper.make_episode(i), provenance(i, "robot_episode" if i % 2 else "refined_w0")) for i in range(6)])
+        buffer.extend([(helper.make_episode(i), provenance(i, "robot_episode" if i % 2 else "refined_w0"))
+                       for i in range(6)])
         assert [r.trajectory_id for r in buffer.select(sources=["robot_episode"])] == [1, 3, 5]
         assert [r.trajectory_id for r in buffer.select(iterations=[1])] == [3, 4, 5]
         buffer.truncate(2)

@@ -64,6 +64,9 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
     assert sources.count("robot_episode") == 2 and sources.count("human_demo") == first["demos"]
     assert sum(s in ("retargeted", "refined_w0", "scene_variation") for s in sources) == first["kept"]
     assert all(r.iteration == 1 for r in buffer.records)
+    human = buffer.select(sources=["human_demo"])[0]  # converted by W0: robot frames, the human's touch beside
+    assert human.embodiment == "robot" and buffer.rows(human)["tactile_mask"].all()
+    assert human.scores["demo_quality"] == first["demo_quality"][human.demo_id]
     robot_episode = buffer.episode(buffer.select(sources=["robot_episode"])[0])
     assert robot_episode.metadata["role"] == "robot" and robot_episode.source == "rollout"
     assert len(EpisodeDataset(out / "robot" / "iteration-1" / "data" / "robot")) == 2
@@ -77,26 +80,35 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
     assert again["variants"] == summary["variants"]
     assert len(FlywheelBuffer.read(out / "robot" / "buffer")) == len(buffer)
 
+    # an iteration killed before it finished is run again from the buffer as it started it
+    (out / "robot" / "iteration-1" / "report.json").unlink()
+    assert main(argv) == 0
+    redone = json.loads(capsys.readouterr().out)["variants"]["robot"]["iterations"][1]
+    assert redone["buffer_trajectories"] == first["buffer_trajectories"] == len(buffer)  # not twice the trajectories
+    assert len(FlywheelBuffer.read(out / "robot" / "buffer")) == len(buffer)
+
     # another configuration in the same folder is refused, naming the way out
     assert main([*argv[:-1], "--seed", "3"]) == 2
     assert "another configuration" in capsys.readouterr().err
 
 
-def test_unfinished_iteration_is_run_again_from_the_buffer_it_started_with(tmp_path, tiny_policy, capsys):
-    out = tmp_path / "run"
-    argv = ["flywheel", "--iterations", "1", "--robot-episodes", "1", "--no-comparison", "--out", str(out),
-            "--policy", str(tiny_policy), *TINY, "--json"]
-    assert main(argv) == 0
-    first = json.loads(capsys.readouterr().out)["variants"]["robot"]["iterations"][1]
-    (out / "robot" / "iteration-1" / "report.json").unlink()  # as if killed before the iteration finished
-    assert main(argv) == 0
-    second = json.loads(capsys.readouterr().out)["variants"]["robot"]["iterations"][1]
-    assert second["buffer_trajectories"] == first["buffer_trajectories"]  # not twice the trajectories
-    assert len(FlywheelBuffer.read(out / "robot" / "buffer")) == first["buffer_trajectories"]
+@pytest.mark.parametrize("flag, value", [("--world-model", "/no/such/w0"), ("--policy", "/no/such/r2"),
+                                         ("--iterations", "0"), ("--min-quality", "2"), ("--estimator", "/none")])
+def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, flag, value):
+    assert main(["flywheel", "--out", str(tmp_path / "run"), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and len(err.strip().splitlines()) == 1
 
 
 def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
-    from psi_gym.flywheel.writeback import RetrainConfig, export_datasets, finetune_w0, read_exported, retrain_r2
+    from psi_gym.flywheel.writeback import (
+        RetrainConfig,
+        export_datasets,
+        finetune_w0,
+        human_demo_sources,
+        read_exported,
+        retrain_r2,
+    )
     from psi_gym.world_model import load_world_model
 
     demos = make_demos(4242, range(2), 0)
@@ -110,9 +122,17 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
     assert len(kept_back) == 2 and "reference" in kept_back[0].metadata
 
     config = RetrainConfig(bc_steps=2, bc_batch_size=4, w0_steps=2, w0_batch_size=2)
+    with FlywheelBuffer.open(tmp_path / "buffer") as buffer:
+        touch = np.ones((kept[1].num_steps + 1, 5), np.float32)
+        buffer.extend([(kept[1], Provenance("human_demo", demos[1].demo_id, 1))])
+        buffer.add(kept[1], Provenance("human_demo", demos[1].demo_id, 1), tactile=touch)
+        buffer.commit()
+        anchors = human_demo_sources(buffer)
+    assert [a.touch is None for a in anchors] == [True, False] and anchors[1].touch.all()
+    assert anchors[0].kind == "human_demo" and len(anchors[0].reference) == len(kept[1].metadata["reference"])
     policy, summary = retrain_r2(PsiR2Policy.from_pretrained(str(tiny_policy)), kept_back, robot_back, config,
-                                 tmp_path / "r2", seed=0)
-    assert summary["trajectories"] == 2  # the kept ones; the robot's failure is not cloned
+                                 tmp_path / "r2", seed=0, human_demos=anchors)
+    assert summary["trajectories"] == 4 and summary["human_demos"] == 2  # the robot's failure is not cloned
     assert (tmp_path / "r2" / "final" / "config.json").is_file()
     load_world_model("random:debug", device="cpu").save_pretrained(tmp_path / "w0-start")
     folder, w0_summary = finetune_w0(tmp_path / "w0-start", kept_back, robot_back, config, tmp_path / "w0", seed=0)
@@ -125,7 +145,8 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
 def test_the_retarget_replay_outcome_is_blanked():
     demo = make_demos(4242, [0], 0)[0]
     assert demo.start.success is False
-    assert (demo.start.frames == demo.start.frames[0]).all() and (demo.start.object_pose == demo.start.object_pose[0]).all()
+    assert (demo.start.frames == demo.start.frames[0]).all()
+    assert (demo.start.object_pose == demo.start.object_pose[0]).all()
     assert blind_retarget(demo.start).metadata["reference"] == demo.start.metadata["reference"]
 
 
@@ -145,10 +166,29 @@ def test_robot_and_judge_are_kept_apart(tiny_policy):
     with pytest.raises(ValueError, match="judge"):
         run_episodes(judge, demo_refs(judge), [0, 1], plans=[np.zeros((40, 22), np.float32)] * 2)
     with pytest.raises(ValueError, match="robot role"):
-        deploy_policy(judge, policy, 2, seed=0, exploration_std=0.3)
+        deploy_policy(judge, policy, 2, seed=0, exploration=0.3)
     robot = make_robot_env(demos, num_envs=2)
-    rollouts = deploy_policy(robot, policy, 3, seed=0, exploration_std=0.3)
+    rollouts = deploy_policy(robot, policy, 3, seed=0, exploration=0.3)
     assert len(rollouts) == 3 and all(r.episode.metadata["role"] == "robot" for r in rollouts)
     assert {r.episode.parent for r in rollouts} == {demo.parent for demo in demos}
     with pytest.raises(ValueError, match="judge"):
         policy_success(robot, demo_refs(robot), [0, 1], lambda obs, rows: np.zeros((2, 22), np.float32))
+
+
+def test_flywheel_example_smoke(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "flywheel.py"
+    spec = importlib.util.spec_from_file_location("example_flywheel", path)
+    example = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = example  # dataclasses look their module up there
+    spec.loader.exec_module(example)
+    rows = example.main(example.Args(iterations=1, demos=2, heldout_demos=2, robot_episodes=1, population=2,
+                                     search_iterations=1, bc_steps=2, w0_steps=2, world_model="random:debug",
+                                     estimator="random", policy_architecture="cnn", out=str(tmp_path / "run")))
+    assert [row["iteration"] for row in rows] == [0, 1]
+    assert set(rows[1]) == {"iteration", "kept", "filter_precision", "w0_false_success_rate", "w0_spearman",
+                            "r2_sim_success"}
+    assert len(FlywheelBuffer.read(tmp_path / "run" / "buffer").select(sources=["robot_episode"])) == 1
