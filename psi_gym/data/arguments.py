@@ -9,6 +9,7 @@ exit status 2:
 * output paths need the file system and are checked when the job starts (`check_output_file`,
   `check_output_dir`); the dataset writers add their own ``--out`` checks (lock, resume,
   overwrite) in `psi_gym.data.writer.DatasetJobWriter.open`;
+* input folders (`check_name_or_folder`) are checked when the job starts too;
 * a check that needs more than one value raises `ArgumentProblem`, which the CLI prints the same
   way.
 
@@ -211,9 +212,20 @@ def check_output_parent(path: Path, flag: str = "--out") -> Path:
     return path
 
 
+def check_name_or_folder(value: str | None, flag: str, names: tuple[str, ...]) -> None:
+    """An input asset (``--world-model``, ``--estimator``, ``--policy``): a name its loader knows
+    (``names``, or ``random:...``), None (not given) or a folder that exists."""
+    if value is None or value in names or value.startswith("random:"):
+        return
+    if not Path(value).is_dir():
+        raise ArgumentProblem(flag, f"expected {', '.join(repr(n) for n in names)} or a folder, got {value!r} "
+                                    "(no such folder)")
+
+
 __all__ = [
     "MAX_SEED",
     "ArgumentProblem",
+    "check_name_or_folder",
     "check_output_dir",
     "check_output_file",
     "check_output_parent",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from psi_gym.data.arguments import (
-    ArgumentProblem,
+    check_name_or_folder,
     check_output_dir,
     int_at_least,
     number_in,
@@ -91,24 +91,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _check_folder(value: str | None, flag: str, names: tuple[str, ...]) -> None:
-    """A name the loader knows, or a folder that exists (checked before any work)."""
-    if value is None or value in names or value.startswith("random:"):
-        return
-    if not Path(value).is_dir():
-        raise ArgumentProblem(flag, f"expected {', '.join(repr(n) for n in names)} or a folder, got {value!r} "
-                                    "(no such folder)")
-
-
 def run_flywheel_command(args: argparse.Namespace) -> dict[str, Any]:
     import sys
 
     from psi_gym.flywheel.loop import run_flywheel
 
     config = config_from_args(args)
-    _check_folder(args.world_model, "--world-model", ("default", "random:debug", "random:tiny"))
-    _check_folder(args.estimator, "--estimator", ("default", "random"))
-    _check_folder(args.policy, "--policy", ())
+    check_name_or_folder(args.world_model, "--world-model", ("default", "random:debug", "random:tiny"))
+    check_name_or_folder(args.estimator, "--estimator", ("default", "random"))
+    check_name_or_folder(args.policy, "--policy", ())
     check_output_dir(args.out)
     summary = run_flywheel(config, args.out, overwrite=args.overwrite)
     print(summary["table"], file=sys.stderr, flush=True)
