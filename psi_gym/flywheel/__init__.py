@@ -5,7 +5,7 @@
 * ``filters.py``: the filter interface (`Candidate`, ``filter(candidates) -> keep``) and the filters:
   W0's verdict, W0 self-consistency, demo data quality, dedupe; `FilterChain`;
 * ``quality.py``: a human demo's data quality scored with W0;
-* ``variation.py``: scene variation inside W0 (appearance, first frame, sampling seed);
+* ``variation.py``: scene variation inside W0 (object appearance, first frame; a renderer seed);
 * ``rollouts.py``: whole episodes out of the W0 env or the robot;
 * ``robot.py``: the robot budget (the simulator in its robot role), R2 deployed;
 * ``judge.py``: the simulator as judge — filter precision/recall, W0's ranking test, R2's held-out

@@ -48,7 +48,8 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--population", type=int_at_least(2), default=c.search.population, help="CEM candidates per start")
     p.add_argument("--search-iterations", type=positive_int, default=c.search.iterations, help="CEM iterations")
     p.add_argument("--elites", type=positive_int, default=c.search.elites)
-    p.add_argument("--consistency-reruns", type=int_at_least(0), default=c.consistency_reruns)
+    p.add_argument("--consistency-reruns", type=int_at_least(0), default=c.consistency_reruns,
+                   help="W0 reruns of each candidate from perturbed starts (self-consistency; 0: none)")
     p.add_argument("--min-consistency", type=number_in(0, 1), default=c.min_consistency)
     p.add_argument("--min-quality", type=number_in(0, 1), default=c.min_quality)
     p.add_argument("--dedupe-distance", type=number_in(0), default=c.dedupe_distance)

@@ -19,8 +19,8 @@ Built in:
 ===================== =============================================================================
 `SuccessFilter`       W0's verdict (the reward model's success at the end of the episode), and
                       optionally a minimum W0 return
-`ConsistencyFilter`   W0 self-consistency: the same joint targets rerun in W0 from other sampling
-                      seeds and perturbed starts; keep if W0 calls enough of the reruns successes
+`ConsistencyFilter`   W0 self-consistency: the same joint targets rerun in W0 from perturbed starts
+                      (each with its own seed); keep if W0 calls enough of the reruns successes
 `DemoQualityFilter`   the demo's data quality as W0 scores it (`psi_gym.flywheel.quality`)
 `DedupeFilter`        drop a trajectory whose joint targets are within ``min_distance`` of one
                       already kept (or in the buffer) for the same demo
@@ -97,9 +97,17 @@ Rerun = Callable[[Sequence[Candidate]], np.ndarray]
 
 
 class ConsistencyFilter:
-    """W0 self-consistency: ``rerun`` runs each candidate's plan again in W0 (other sampling seeds,
-    perturbed starts); the score is the fraction of reruns W0 calls successes; keep if it is at
-    least ``min_agreement``. A candidate that already holds the score is not rerun."""
+    """W0 self-consistency: ``rerun`` runs each candidate's plan again in W0; the score is the fraction
+    of reruns W0 calls successes; keep if it is at least ``min_agreement``. A candidate that already
+    holds the score is not rerun.
+
+    What the reruns vary decides what this measures. W0 reads its world state (object pose, kind,
+    size) off the episode's first frame and advances it with a deterministic dynamics model; only
+    the renderer draws noise, and the env's verdict is the estimator on the rendered final frame.
+    So a rerun from the same start with another seed has the same predicted state by construction
+    and tests only whether rendering noise moves the estimator's verdict; the flywheel's reruns
+    start from perturbed first frames (`psi_gym.flywheel.variation`, each with its own seed), which
+    change what perception reads and so the whole predicted trajectory, the noise as well."""
 
     name = "consistency"
 

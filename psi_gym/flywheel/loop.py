@@ -13,7 +13,7 @@ Each iteration ``k = 1 .. K`` of one *variant*:
    refined plan is rolled out once more in W0 for its trajectory (``refined_w0``,
    ``scene_variation``);
 4. **filter** the candidates (`psi_gym.flywheel.filters`: demo quality, W0's verdict, W0
-   self-consistency over other seeds and perturbed starts, dedupe against the buffer);
+   self-consistency over perturbed starts, each with its own seed, dedupe against the buffer);
 5. **write back**: the human demos that pass the quality bar and the kept trajectories go into the
    buffer (`psi_gym.flywheel.buffer`, committed), exported as a LeRobot v3.0 dataset;
 6. **deploy** the current R2 on the robot budget (``robot_episodes``, the simulator in its robot
@@ -92,7 +92,9 @@ class FlywheelConfig:
     search: SearchConfig = field(default_factory=lambda: SearchConfig(population=8, iterations=3, elites=2))
     """CEM inside W0, per start."""
     consistency_reruns: int = 2
-    """W0 reruns per candidate for self-consistency: one with another seed, the rest from perturbed starts."""
+    """W0 reruns per candidate for self-consistency, each from a perturbed start (``variation_kinds`` in
+    turn) with its own seed. Not from the same start: W0 reads its state off the first frame and advances
+    it deterministically, so such a rerun would differ only in the renderer's noise."""
     min_consistency: float = 1.0
     """fraction of reruns W0 must call successes."""
     min_quality: float = 0.5
@@ -239,7 +241,9 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
     D, V, R = len(demos), config.variations, config.consistency_reruns
     starts = [d.start for d in demos]
     varied = vary_demos(starts, V, config.variation_kinds, rng, prefix="v")
-    checks = vary_demos(starts, max(R - 1, 0), config.variation_kinds, rng, prefix="c")
+    # consistency reruns start from perturbed first frames: W0's state is read off the first frame and
+    # then advanced deterministically, so a rerun from the same start differs only in rendering noise
+    checks = vary_demos(starts, R, config.variation_kinds, rng, prefix="c")
     env_demos = starts + varied + checks
     search_rows = D * (1 + V) * config.search.population
     env = _w0_env(config, world_model, env_demos, max(1, min(config.max_rows, search_rows)))
@@ -275,16 +279,14 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
 
     # 4. filters (W0 only), the consistency reruns as they need them
     tick = time.perf_counter()
-    checks_per_demo = max(R - 1, 0)
-    check_of = {d.demo_id: check_refs[j * checks_per_demo: (j + 1) * checks_per_demo] for j, d in enumerate(demos)}
-    base_of = {d.demo_id: base[j] for j, d in enumerate(demos)}
+    check_of = {d.demo_id: check_refs[j * R: (j + 1) * R] for j, d in enumerate(demos)}
 
     def rerun(todo: Sequence[Candidate]) -> np.ndarray:
         if R == 0:
             return np.ones((len(todo), 0), bool)
         rows, plans = [], []
         for candidate in todo:
-            for start in [candidate.demo or base_of[candidate.demo_id], *check_of[candidate.demo_id]]:
+            for start in check_of[candidate.demo_id]:
                 rows.append(start)
                 plans.append(candidate.plan)
         verdicts = run_plans_in_env(env, rows, plans, seeds(len(rows))).success

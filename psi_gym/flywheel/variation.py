@@ -1,14 +1,19 @@
 """Scene variation inside W0: more starts for refinement from one demo, as the report suggests.
 
-W0 starts every episode from the demo's first frame and draws its own noise, so a demo gives new
-scenes *inside W0* for free:
+W0 starts every episode from the demo's first frame: its perception reads the object's pose, kind
+and size off that frame, its dynamics advances that state deterministically, and its renderer draws
+each frame from the state and the first frame with its own noise. So a demo gives new scenes *inside
+W0* for free:
 
 * ``appearance``: the object's pixels in the first frame recoloured (brightness x ``b`` and a small
   per-channel tint ``c``: ``rgb' = clip(rgb * b * (1 + c))``, only where the pixel has the object's
   hue and is saturated);
 * ``frame``: the whole first frame perturbed (brightness, contrast around the mean, pixel noise);
-* ``seed``: the same first frame, W0's sampling noise drawn from another seed (every start gets
-  its own seed anyway; this kind changes nothing else).
+* ``seed``: the same first frame, the renderer's noise drawn from another seed (every start gets
+  its own seed anyway; this kind changes nothing else). W0's predicted state (joints, object pose)
+  is then the same as the demo's by construction; only the frames, and what the env's estimator
+  reads off them, differ. ``appearance`` and ``frame`` change what perception reads, and with it
+  the whole predicted trajectory.
 
 Every kind leaves the physical scene as it is (object size, pose, mass; the hand's start), so a
 trajectory refined from a varied start is still a plan for the demo's scene, and the simulator

@@ -192,3 +192,60 @@ def test_flywheel_example_smoke(tmp_path):
     assert set(rows[1]) == {"iteration", "kept", "filter_precision", "w0_false_success_rate", "w0_spearman",
                             "r2_sim_success"}
     assert len(FlywheelBuffer.read(tmp_path / "run" / "buffer").select(sources=["robot_episode"])) == 1
+
+
+def test_consistency_reruns_start_from_perturbed_first_frames(monkeypatch):
+    """A rerun from the same start with another seed has W0's predicted state by construction (its
+    state is read off the first frame and advanced deterministically), so the flywheel's
+    consistency reruns start from perturbed first frames instead, which change that state."""
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+
+    from psi_gym.agents import rollouts
+    from psi_gym.agents.search import SearchConfig
+    from psi_gym.flywheel import loop
+    from psi_gym.flywheel.loop import FlywheelConfig, refine_and_filter
+    from psi_gym.flywheel.variation import vary_demos
+
+    demos = make_demos(4242, [0], 0)
+    starts = [demos[0].start, *vary_demos([demos[0].start], 1, ["appearance"], np.random.default_rng(0))]
+    env = gym.make_vec("PsiW0-Retarget-v0", num_envs=3, autoreset_mode=AutoresetMode.DISABLED,
+                       world_model="random:debug", estimator="random", demos=starts, successful_demos_only=False)
+    base, varied = rollouts.demo_refs(env)
+    plan = np.zeros((base.horizon, 22), np.float32)
+    result = rollouts.run_plans_in_env(env, [base, base, varied], [plan] * 3, [1, 2, 1], record_episodes=True)
+    env.close()
+    same_start, other_seed, perturbed = result.episodes
+    np.testing.assert_array_equal(same_start.state, other_seed.state)
+    np.testing.assert_array_equal(same_start.object_pose, other_seed.object_pose)
+    assert np.abs(perturbed.object_pose - same_start.object_pose).max() > 0
+
+    reruns = []
+    real = rollouts.run_plans_in_env
+
+    def recorded(env, rows, plans, seeds, **kwargs):
+        reruns.append(([row.demo_id for row in rows], list(seeds)))
+        return real(env, rows, plans, seeds, **kwargs)
+
+    monkeypatch.setattr(rollouts, "run_plans_in_env", recorded)  # only the consistency reruns call it from here
+
+    class EveryCandidate:  # W0's verdict waived (an untrained W0 calls nothing a success): all go to the reruns
+        name = "success"
+
+        def __init__(self, min_return):
+            pass
+
+        def __call__(self, candidates):
+            return np.ones(len(candidates), bool)
+
+    monkeypatch.setattr(loop, "SuccessFilter", EveryCandidate)
+    config = FlywheelConfig(demos_per_iteration=1, heldout_demos=1, variations=1, consistency_reruns=2,
+                            min_quality=0.0, search=SearchConfig(population=2, iterations=1, elites=1),
+                            world_model="random:debug", estimator="random", progress=False)
+    outcome = refine_and_filter(config, "random:debug", demos, 1, {}, np.random.default_rng(0), lambda message: None)
+    rerun = [c for c in outcome.candidates if "consistency" in c.scores]
+    rows = [demo_id for ids, _ in reruns for demo_id in ids]
+    seeds = [seed for _, batch in reruns for seed in batch]
+    assert len(rerun) == len(outcome.candidates) == 3  # raw, refined, one varied start
+    assert len(rows) == 2 * len(rerun) and len(set(seeds)) == len(seeds)
+    assert all(demo_id.startswith(demos[0].demo_id + "~c") for demo_id in rows), rows
