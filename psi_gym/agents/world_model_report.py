@@ -96,7 +96,10 @@ def _thetas(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarra
     return thetas, sizes
 
 
-def _rates(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
+def verdict_rates(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float | int | None]:
+    """W0's verdicts (``predicted``) against the simulator's (``truth``): ``agreement``,
+    ``false_success_rate`` = P(W0 success | sim failure), ``false_failure_rate``, both success
+    rates and the ``count`` (None where a rate has no cases)."""
     predicted, truth = np.asarray(predicted, bool), np.asarray(truth, bool)
 
     def share(mask: np.ndarray) -> float | None:
@@ -110,6 +113,35 @@ def _rates(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
         "sim_success": share(truth),
         "count": int(truth.size),
     }
+
+
+@dataclass
+class CandidateRanking:
+    """Per demo, how W0 ranks its K candidates against the simulator (`rank_candidates`)."""
+
+    spearman: list[float | None]
+    """Spearman's rho of W0's returns vs the simulator's; None where either is constant (ranks nothing)."""
+    w0_top_pick_sim_success: np.ndarray
+    """(D,) bool: the simulator's verdict on W0's best candidate."""
+    sim_top_pick_sim_success: np.ndarray
+    """(D,) bool: ... on the simulator's own best (the upper reference)."""
+    raw_sim_success: np.ndarray
+    """(D,) bool: ... on candidate 0, the raw retarget."""
+
+
+def rank_candidates(w0_returns: np.ndarray, sim_returns: np.ndarray, sim_success: np.ndarray) -> CandidateRanking:
+    """The ranking test on (D, K) arrays, one row per demo, candidate 0 the raw retarget: W0's
+    returns against the simulator's score of the same plans and the simulator's verdicts."""
+    w0_returns, sim_returns = np.asarray(w0_returns, np.float64), np.asarray(sim_returns, np.float64)
+    sim_success = np.asarray(sim_success, bool)
+    if not w0_returns.shape == sim_returns.shape == sim_success.shape or w0_returns.ndim != 2:
+        raise ValueError(f"expected three (demos, candidates) arrays of one shape, got {w0_returns.shape}, "
+                         f"{sim_returns.shape}, {sim_success.shape}")
+    spearman = [None if np.ptp(w0) == 0 or np.ptp(sim) == 0 else float(spearmanr(w0, sim).correlation)
+                for w0, sim in zip(w0_returns, sim_returns)]
+    rows = np.arange(len(sim_success))
+    return CandidateRanking(spearman, sim_success[rows, np.argmax(w0_returns, axis=1)],
+                            sim_success[rows, np.argmax(sim_returns, axis=1)], sim_success[:, 0].copy())
 
 
 def _track_verdicts(episodes: Sequence[Any]) -> np.ndarray:
@@ -195,23 +227,16 @@ def world_model_report(model: Any, reward_model: Any, estimator: Any, config: Wo
     eight = min(8, horizon)
 
     # 3. ranking
-    rhos, w0_pick, sim_pick, raw, per_task = [], [], [], [], defaultdict(lambda: defaultdict(list))
+    shape = (len(refs), config.candidates)
+    ranked = rank_candidates(w0.returns.reshape(shape), sim.returns.reshape(shape), sim_success.reshape(shape))
+    rhos = [0.0 if rho is None else rho for rho in ranked.spearman]  # a constant return ranks nothing
+    w0_pick, sim_pick = ranked.w0_top_pick_sim_success.tolist(), ranked.sim_top_pick_sim_success.tolist()
+    raw = ranked.raw_sim_success.tolist()
+    per_task = defaultdict(lambda: defaultdict(list))
     for d, ref in enumerate(refs):
-        block = np.arange(d * config.candidates, (d + 1) * config.candidates)
-        if np.ptp(w0.returns[block]) == 0 or np.ptp(sim.returns[block]) == 0:
-            rho = 0.0  # a constant return ranks nothing
-        else:
-            rho = float(spearmanr(w0.returns[block], sim.returns[block]).correlation)
-        top_w0 = bool(sim_success[block[np.argmax(w0.returns[block])]])
-        top_sim = bool(sim_success[block[np.argmax(sim.returns[block])]])
-        raw_ok = bool(sim_success[block[0]])
-        for name, value in (("spearman", rho), ("w0_top_pick_sim_success", top_w0), ("sim_top_pick_sim_success", top_sim),
-                            ("raw_sim_success", raw_ok)):
+        for name, value in (("spearman", rhos[d]), ("w0_top_pick_sim_success", w0_pick[d]),
+                            ("sim_top_pick_sim_success", sim_pick[d]), ("raw_sim_success", raw[d])):
             per_task[ref.task][name].append(value)
-        rhos.append(rho)
-        w0_pick.append(top_w0)
-        sim_pick.append(top_sim)
-        raw.append(raw_ok)
 
     def summary_of(values: dict[str, list]) -> dict[str, float]:
         return {"spearman_median": float(np.median(values["spearman"])),
@@ -226,10 +251,11 @@ def world_model_report(model: Any, reward_model: Any, estimator: Any, config: Wo
                     "spearman_per_demo": [round(r, 4) for r in rhos],
                     "per_task": {task: summary_of(values) for task, values in sorted(per_task.items())}},
         "verdicts": {
-            "env": _rates(w0_success, sim_success),
-            "independent_judge_w0_state": _rates(track_success, sim_success),
-            "estimator_on_true_frames": _rates(estimator_true, sim_success),
-            "per_task": {task: _rates(w0_success[tasks == task], sim_success[tasks == task]) for task in sorted(set(tasks))},
+            "env": verdict_rates(w0_success, sim_success),
+            "independent_judge_w0_state": verdict_rates(track_success, sim_success),
+            "estimator_on_true_frames": verdict_rates(estimator_true, sim_success),
+            "per_task": {task: verdict_rates(w0_success[tasks == task], sim_success[tasks == task])
+                         for task in sorted(set(tasks))},
         },
         "psnr_by_step": [round(v, 3) for v in psnr_by_step],
         "psnr_copy_first_by_step": [round(v, 3) for v in copy_by_step],
@@ -244,8 +270,8 @@ def world_model_report(model: Any, reward_model: Any, estimator: Any, config: Wo
     near = {"tried": len(near_rows), "pairs": len(flips)}
     if flips:
         truth = np.array([near_sim.success[i] for i in flips])
-        near.update(_rates(near_w0.success, truth))
-        near["independent_judge_w0_state"] = _rates(_track_verdicts(near_w0.episodes), truth)
+        near.update(verdict_rates(near_w0.success, truth))
+        near["independent_judge_w0_state"] = verdict_rates(_track_verdicts(near_w0.episodes), truth)
         # the pair's other member: the base candidate, already run above
         base = np.array([near_base[i] for i in flips])
         member_right = near_w0.success == truth

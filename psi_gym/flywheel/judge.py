@@ -9,8 +9,8 @@ in the run's reports, never in the buffer):
 * `precision_recall` and `filter_funnel`: the filters' kept set against those verdicts;
 * `RankingSet` / `ranking_report`: W0's false-success rate and ranking Spearman on fixed candidates
   of held-out demos (raw retarget + smooth random residuals of several sizes), judged once by the
-  simulator and scored again by each iteration's W0 — a small ranking test of our own, until
-  ``psi_gym.agents.world_model_report`` lands on main;
+  simulator and scored again by each iteration's W0, with the metrics of ``psi-gym eval-w0``
+  (`psi_gym.agents.world_model_report.rank_candidates` and ``verdict_rates``);
 * `policy_success`: R2 run closed loop on held-out demos in ``PsiSim-Retarget-v0`` with
   ``role="judge"``.
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from psi_gym.agents.rollouts import DemoRef, run_in_env, run_plans_in_env, run_plans_in_sim
 from psi_gym.agents.search import theta_plan
+from psi_gym.agents.world_model_report import rank_candidates, verdict_rates
 from psi_gym.data.episode import Episode
 from psi_gym.sim.residuals import random_theta
 from psi_gym.sim.verify import Verdict, verify
@@ -94,14 +95,6 @@ def build_ranking_set(demos: Sequence[DemoRef], candidates: int, rng: np.random.
     return RankingSet(list(demos), plans, seeds, sim.returns.reshape(shape), sim.success.reshape(shape))
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    from scipy import stats
-
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    return float(stats.spearmanr(x, y)[0])
-
-
 def ranking_report(w0_env: Any, ranking: RankingSet) -> dict[str, Any]:
     """W0 (the env holding the ranking set's demos, ``autoreset_mode=DISABLED``) on the fixed
     candidates, against the simulator:
@@ -117,23 +110,19 @@ def ranking_report(w0_env: Any, ranking: RankingSet) -> dict[str, Any]:
     result = run_plans_in_env(w0_env, rows, ranking.plans, ranking.seeds)
     shape = ranking.sim_success.shape
     w0_returns, w0_success = result.returns.reshape(shape), result.success.reshape(shape)
-    truth = ranking.sim_success
-    spearman = [_spearman(w0_returns[d], ranking.sim_returns[d]) for d in range(shape[0])]
-    defined = [s for s in spearman if s is not None]
-    w0_pick = np.argmax(w0_returns, axis=1)
-    sim_pick = np.argmax(ranking.sim_returns, axis=1)
-    rows_index = np.arange(shape[0])
+    ranked = rank_candidates(w0_returns, ranking.sim_returns, ranking.sim_success)
+    rates = verdict_rates(w0_success, ranking.sim_success)
+    defined = [rho for rho in ranked.spearman if rho is not None]
     return {
         "demos": int(shape[0]), "candidates_per_demo": int(shape[1]),
-        "false_success_rate": float(w0_success[~truth].mean()) if (~truth).any() else None,
-        "false_failure_rate": float((~w0_success[truth]).mean()) if truth.any() else None,
-        "w0_success_rate": float(w0_success.mean()), "sim_success_rate": float(truth.mean()),
-        "outcome_agreement": float((w0_success == truth).mean()),
+        "false_success_rate": rates["false_success_rate"], "false_failure_rate": rates["false_failure_rate"],
+        "w0_success_rate": rates["predicted_success"], "sim_success_rate": rates["sim_success"],
+        "outcome_agreement": rates["agreement"],
         "median_spearman": float(np.median(defined)) if defined else None,
         "spearman_demos": len(defined),
-        "w0_top_pick_sim_success": float(truth[rows_index, w0_pick].mean()),
-        "sim_top_pick_sim_success": float(truth[rows_index, sim_pick].mean()),
-        "raw_sim_success": float(truth[:, 0].mean()),
+        "w0_top_pick_sim_success": float(ranked.w0_top_pick_sim_success.mean()),
+        "sim_top_pick_sim_success": float(ranked.sim_top_pick_sim_success.mean()),
+        "raw_sim_success": float(ranked.raw_sim_success.mean()),
     }
 
 

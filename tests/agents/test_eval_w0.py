@@ -42,3 +42,24 @@ def test_eval_w0_reports_ranking_verdicts_near_misses_and_the_full_horizon(tmp_p
     if near["pairs"]:
         assert 0 <= near["near_miss_agreement"] <= 1 and 0 <= near["pair_both_right"] <= near["near_miss_agreement"]
         assert near["count"] == near["pairs"]
+
+
+def test_ranking_and_verdict_metrics_on_hand_made_candidates():
+    """The metrics ``eval-w0`` and the flywheel's judge share (`rank_candidates`, `verdict_rates`)."""
+    from psi_gym.agents.world_model_report import rank_candidates, verdict_rates
+
+    w0 = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])  # demo 1: W0 returns constant, ranks nothing
+    sim = np.array([[0.1, 0.9, 0.5], [0.2, 0.8, 0.4]])
+    truth = np.array([[False, True, False], [True, False, True]])
+    ranked = rank_candidates(w0, sim, truth)
+    assert ranked.spearman == [pytest.approx(1.0), None]
+    assert ranked.w0_top_pick_sim_success.tolist() == [True, True]  # demo 1: ties go to candidate 0
+    assert ranked.sim_top_pick_sim_success.tolist() == [True, False]
+    assert ranked.raw_sim_success.tolist() == [False, True]
+    with pytest.raises(ValueError, match="one shape"):
+        rank_candidates(w0, sim[:1], truth)
+
+    rates = verdict_rates(np.array([True, True, False, False]), np.array([True, False, False, True]))
+    assert rates == {"agreement": 0.5, "false_success_rate": 0.5, "false_failure_rate": 0.5, "predicted_success": 0.5,
+                     "sim_success": 0.5, "count": 4}
+    assert verdict_rates(np.array([True]), np.array([True]))["false_success_rate"] is None
