@@ -9,16 +9,17 @@ follows the reference:
                                                                  s      the env's residual scale
                                                                         (3 cm, 0.15 rad, 0.4 rad)
 
+``q_hat`` is W0's joint state (``WorldModelOutput.state``, what the env records as the episode's
+``state``), advanced by W0's learned dynamics from the demo's start joints; it does not depend on
+the renderer's noise, so one raw rollout per demo gives the demo's quality.
+
 A hand track from a video pose estimator (the *generalization* tier: jitter, drift, outlier
 frames) retargets into commands the robot's dynamics cannot follow, and W0, which learned those
 dynamics, predicts the robot falling behind: lower quality than a motion-capture track (the
-*precision* tier) of the same motion. Measured (fresh seed 31, 12 demos per tier, the shipped W0):
-e = 0.046 (precision) vs 0.092 (generalization), every generalization demo below its precision twin.
-
-What did *not* separate the tiers, measured on the same demos: W0's predicted object trajectory
-against the human's (the env's tracking reward; precision 0.39, generalization 0.43, Mann-Whitney
-p = 0.44): W0 does not yet predict outcomes well enough (see the W0 issue), while it does predict
-the robot's own motion.
+*precision* tier) of the same motion. Measured with the earlier, frame-only W0 (fresh seed 31, 12
+demos per tier): e = 0.046 (precision) vs 0.092 (generalization), every generalization demo below
+its precision twin; W0's predicted object trajectory against the human's did not separate the tiers
+there (precision 0.39, generalization 0.43, Mann-Whitney p = 0.44).
 """
 
 from __future__ import annotations
@@ -47,8 +48,7 @@ def tracking_error(episode: Episode) -> float:
 
 
 def demo_quality(raw_rollouts: Sequence[Episode], error_scale: float = DEFAULT_ERROR_SCALE) -> np.ndarray:
-    """Quality in (0, 1] of each demo from W0 rollouts of its raw retarget (several rollouts of one
-    demo: average their qualities before use)."""
+    """Quality in (0, 1] of each demo from a W0 rollout of its raw retarget (one per demo)."""
     return np.array([np.exp(-tracking_error(e) / error_scale) for e in raw_rollouts])
 
 
