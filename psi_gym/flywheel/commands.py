@@ -57,7 +57,11 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
                    help="size of the smooth random residual added to R2's action on the robot (0: none)")
     p.add_argument("--bc-steps", type=positive_int, default=r.bc_steps)
     p.add_argument("--w0-steps", type=positive_int, default=r.w0_steps)
-    p.add_argument("--w0-batch-size", type=positive_int, default=r.w0_batch_size)
+    p.add_argument("--w0-batch-size", type=positive_int, default=r.w0_batch_size, help="renderer frames per W0 step")
+    p.add_argument("--w0-dynamics-batch-size", type=positive_int, default=r.w0_dynamics_batch_size,
+                   help="whole-episode dynamics unrolls per W0 step")
+    p.add_argument("--w0-perception-batch-size", type=positive_int, default=r.w0_perception_batch_size,
+                   help="first frames per W0 step (perception)")
     p.add_argument("--world-model", default=c.world_model, help="W0 to start from: 'default', a folder, random:debug")
     p.add_argument("--estimator", default=c.estimator, help="'default', a folder or 'random'")
     p.add_argument("--policy", default=None, help="R2 folder to start from (default: a fresh R2 = the raw retarget)")
@@ -85,7 +89,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
         consistency_reruns=args.consistency_reruns, min_consistency=args.min_consistency,
         min_quality=args.min_quality, dedupe_distance=args.dedupe_distance, exploration=args.exploration,
         retrain=RetrainConfig(bc_steps=args.bc_steps, w0_steps=args.w0_steps, w0_batch_size=args.w0_batch_size,
-                              threads=args.threads, progress=False),
+                              w0_dynamics_batch_size=args.w0_dynamics_batch_size,
+                              w0_perception_batch_size=args.w0_perception_batch_size, threads=args.threads,
+                              progress=False),
         world_model=args.world_model, estimator=args.estimator, policy=args.policy,
         policy_architecture=args.policy_architecture, max_rows=args.max_rows, videos=args.videos, seed=args.seed,
         progress=progress,

@@ -8,7 +8,7 @@
   labels, the human's touch as the masked label: "learn from human data after dimensional
   alignment"), every kept trajectory, and the robot's successes;
 * `finetune_w0`: Psi-W0 fine-tuned (``TrainConfig(init_from=<current W0 folder>)``) on the union
-  plus every robot episode, failures included (true frames: what corrects W0).
+  plus every robot episode, failures included (true frames and object poses: what corrects W0).
 
 The trainers read the exported datasets (the converted human demos, which carry a touch label a
 robot `Episode` has no field for, straight from the buffer), so what the models learn from is
@@ -69,7 +69,13 @@ class RetrainConfig:
     w0_steps: int = 100
     """fine-tuning steps of W0 (from the current W0)."""
     w0_batch_size: int = 16
+    """renderer frames per W0 step."""
+    w0_dynamics_batch_size: int = 16
+    """whole-episode dynamics unrolls per W0 step."""
+    w0_perception_batch_size: int = 8
+    """first frames per W0 step (perception)."""
     w0_learning_rate: float = 3e-4
+    """peak; warm-up over the first tenth of ``w0_steps``, then cosine down to a tenth of it."""
     threads: int | None = 1
     progress: bool = False
 
@@ -113,9 +119,13 @@ def finetune_w0(world_model_folder: str | os.PathLike, kept: Sequence[Episode], 
                 config: RetrainConfig, out: str | os.PathLike, seed: int) -> tuple[Path, dict[str, Any] | None]:
     """W0 fine-tuned from ``world_model_folder`` on the kept trajectories and every robot episode;
     returns the new W0 folder (``out/final``) and the training summary (the old folder and None
-    when there is nothing to train on). Uses only `TrainConfig`'s common fields (``init_from``,
-    ``num_steps``, ``batch_size``, ``learning_rate``, ``seed``, ``num_threads``, ``progress``,
-    ``checkpoint_every``)."""
+    when there is nothing to train on).
+
+    Each step trains W0's three parts (`psi_gym.world_model.training`): the renderer on
+    ``w0_batch_size`` frames, the dynamics on ``w0_dynamics_batch_size`` unrolls of whole episodes
+    (the objective a trained W0 ends on; short unrolls are for learning from scratch), the
+    perception on ``w0_perception_batch_size`` first frames. A kept trajectory's object poses are
+    W0's own predictions; the robot's episodes carry the true ones."""
     from dataclasses import asdict
 
     from psi_gym.world_model import TrainConfig, train_world_model
@@ -124,7 +134,10 @@ def finetune_w0(world_model_folder: str | os.PathLike, kept: Sequence[Episode], 
     if not episodes:
         return Path(world_model_folder), None
     train = TrainConfig(init_from=str(world_model_folder), num_steps=config.w0_steps, batch_size=config.w0_batch_size,
-                        learning_rate=config.w0_learning_rate, seed=seed, num_threads=config.threads,
+                        dynamics_batch_size=config.w0_dynamics_batch_size,
+                        perception_batch_size=config.w0_perception_batch_size, unroll_schedule=((0.0, 0),),
+                        learning_rate=config.w0_learning_rate, min_learning_rate=config.w0_learning_rate / 10,
+                        warmup_steps=max(1, config.w0_steps // 10), seed=seed, num_threads=config.threads,
                         progress=config.progress, checkpoint_every=config.w0_steps)
     summary = train_world_model(episodes, train, out)
     return Path(out) / "final", {**asdict(summary), "episodes": len(episodes), "robot_episodes": len(robot)}

@@ -121,7 +121,8 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
     kept_back, robot_back = read_exported(exported)
     assert len(kept_back) == 2 and "reference" in kept_back[0].metadata
 
-    config = RetrainConfig(bc_steps=2, bc_batch_size=4, w0_steps=2, w0_batch_size=2)
+    config = RetrainConfig(bc_steps=2, bc_batch_size=4, w0_steps=2, w0_batch_size=2, w0_dynamics_batch_size=3,
+                           w0_perception_batch_size=2)
     with FlywheelBuffer.open(tmp_path / "buffer") as buffer:
         touch = np.ones((kept[1].num_steps + 1, 5), np.float32)
         buffer.extend([(kept[1], Provenance("human_demo", demos[1].demo_id, 1))])
@@ -138,6 +139,15 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
     folder, w0_summary = finetune_w0(tmp_path / "w0-start", kept_back, robot_back, config, tmp_path / "w0", seed=0)
     assert folder == tmp_path / "w0" / "final" and (folder / "config.json").is_file()
     assert w0_summary["episodes"] == 3 and w0_summary["robot_episodes"] == 1 and w0_summary["steps"] == 2
+    trained = json.loads(next((tmp_path / "w0").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
+    assert trained["init_from"] == str(tmp_path / "w0-start") and trained["unroll_schedule"] == [[0.0, 0]]
+    assert (trained["batch_size"], trained["dynamics_batch_size"], trained["perception_batch_size"]) == (2, 3, 2)
+    start, tuned = load_world_model(str(tmp_path / "w0-start"), device="cpu"), load_world_model(str(folder), device="cpu")
+    assert start.model_config == tuned.model_config  # the same architecture, other weights: fine-tuned
+    moved = {name for name, weight in tuned.state_dict().items()
+             if not torch.equal(weight, start.state_dict()[name])}
+    assert any(name.startswith("dynamics.") for name in moved) and any(name.startswith("transformer.") for name in moved)
+    assert any(name.startswith("perception.") for name in moved)
     same, nothing = finetune_w0(tmp_path / "w0-start", [], [], config, tmp_path / "w0-none", seed=0)
     assert same == tmp_path / "w0-start" and nothing is None
 
