@@ -16,12 +16,7 @@ from psi_gym.flywheel.buffer import FlywheelBuffer, Provenance
 from psi_gym.flywheel.loop import TABLE_COLUMNS, blind_retarget, make_demos
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import psi_gym  # noqa: F401  (registers the env)
 from psi_gym.rewards import (
@@ -26,12 +25,7 @@ from psi_gym.sim.tasks import TASKS
 from tests.envs.helpers import save_tiny_estimator
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
