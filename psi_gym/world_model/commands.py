@@ -26,7 +26,32 @@ from psi_gym.data.arguments import (
     threads,
 )
 
-from .config import TrainConfig, tiny_config  # light: no torch/diffusers until a job runs
+from .config import PARTS, TrainConfig, tiny_config  # light: no torch/diffusers until a job runs
+
+
+def parts_list(text: str) -> tuple[str, ...]:
+    """``--parts``: comma-separated names among `PARTS`, each once."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in PARTS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct names among {','.join(PARTS)} separated by commas, got {text!r}")
+    return names
+
+
+def unroll_schedule(text: str) -> tuple[tuple[float, int], ...]:
+    """``--unroll-schedule``: ``FRACTION:LENGTH,...`` with fractions rising from 0 in [0, 1) and
+    lengths >= 0 (0: the whole episode)."""
+    expected = f"expected FRACTION:LENGTH pairs such as 0:8,0.25:16,0.5:0 (first fraction 0, rising, below 1; length >= 0), got {text!r}"
+    try:
+        pairs = tuple((float(fraction), int(length)) for fraction, length in
+                      (item.split(":") for item in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(expected) from None
+    fractions = [fraction for fraction, _ in pairs]
+    if (not pairs or fractions[0] != 0.0 or fractions != sorted(set(fractions)) or fractions[-1] >= 1.0
+            or any(length < 0 for _, length in pairs)):
+        raise argparse.ArgumentTypeError(expected)
+    return pairs
 
 def _check_datasets(roots: list[Path], flag: str) -> None:
     """Each folder is a complete dataset (metadata and file footers checked, frames not read)."""
@@ -79,6 +104,13 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
     parser.add_argument("--dynamics-batch-size", type=positive_int, default=defaults.dynamics_batch_size,
                         help="dynamics unroll windows per step")
+    parser.add_argument("--parts", type=parts_list, default=defaults.parts, metavar=",".join(PARTS),
+                        help="the parts trained, the others frozen (e.g. --parts dynamics with --init-from to go on "
+                             "training a world model's dynamics alone)")
+    parser.add_argument("--unroll-schedule", type=unroll_schedule, default=defaults.unroll_schedule,
+                        metavar="FRACTION:LENGTH,...",
+                        help="the dynamics' unroll length from each fraction of --steps on (0: whole episodes); "
+                             "default " + ",".join(f"{f:g}:{n}" for f, n in defaults.unroll_schedule))
     parser.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
     parser.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--log-with", type=log_with, default="auto", metavar="{auto,csv,tensorboard,none}",
@@ -108,6 +140,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         max_time_s=args.max_time,
         checkpoint_every=args.checkpoint_every,
         dynamics_batch_size=args.dynamics_batch_size,
+        parts=args.parts,
+        unroll_schedule=args.unroll_schedule,
         mixed_precision=args.mixed_precision,
         num_threads=args.threads,
         progress=not args.no_progress,

@@ -161,6 +161,7 @@ def debug_config(**changes: Any) -> WorldModelConfig:
 
 
 TIME_SAMPLINGS = ("uniform", "logit_normal", "inference_mix")
+PARTS = ("dynamics", "renderer", "perception")
 
 
 @dataclass
@@ -176,6 +177,9 @@ class TrainConfig:
     """architecture."""
     init_from: str | None = None
     """start from this world-model or Wan diffusers folder instead of a fresh model."""
+    parts: tuple[str, ...] = PARTS
+    """the parts trained (any of `PARTS`); the others are frozen and their losses not computed,
+    e.g. ``("dynamics",)`` to go on training a world model's dynamics alone."""
     num_steps: int = 3000
     batch_size: int = 32
     """renderer frames per step."""

@@ -26,14 +26,18 @@ NUM_SKETCH_CHANNELS = 3
 
 def segment_field(start: torch.Tensor, end: torch.Tensor, radius: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """Soft union of capsules: ``start``/``end`` (B, S, 2) pixels, ``radius`` (B, S) pixels, ``grid``
-    (P, 2) pixel centres -> (B, P) in [0, 1] (about 1 inside, a 1-pixel soft edge)."""
-    direction = end - start
-    to_pixel = grid[None, None] - start[:, :, None]
-    length2 = (direction * direction).sum(-1, keepdim=True).clamp_min(1e-6)
-    along = ((to_pixel * direction[:, :, None]).sum(-1) / length2).clamp(0.0, 1.0)
-    closest = start[:, :, None] + along[..., None] * direction[:, :, None]
-    distance = (grid[None, None] - closest).norm(dim=-1)
-    return torch.sigmoid((radius[..., None] - distance) * 2.0).amax(dim=1)
+    (P, 2) pixel centres -> (B, P) in [0, 1] (about 1 inside, a 1-pixel soft edge):
+    ``sigmoid(2 max_s (r_s - d_s))``, ``d_s`` the distance to segment ``s`` (the sigmoid is monotone,
+    so this is the union of the capsules' soft masks). x and y are kept apart, and the (B, S, P)
+    temporaries are updated in place: this runs every step of every env."""
+    start_x, start_y = start[..., 0:1], start[..., 1:2]
+    direction_x, direction_y = end[..., 0:1] - start_x, end[..., 1:2] - start_y
+    length2 = (direction_x * direction_x + direction_y * direction_y).clamp_min(1e-6)
+    to_x, to_y = grid[:, 0] - start_x, grid[:, 1] - start_y  # (B, S, P)
+    along = ((to_x * direction_x + to_y * direction_y) / length2).clamp_(0.0, 1.0)
+    off_x, off_y = to_x.sub_(along * direction_x), to_y.sub_(along * direction_y)
+    distance = off_x.mul_(off_x).add_(off_y.mul_(off_y)).sqrt_()
+    return torch.sigmoid((radius[..., None] - distance).amax(dim=1) * 2.0)
 
 
 class Sketcher(nn.Module):

@@ -45,7 +45,7 @@ from psi_gym.data.atomic import hold_lock, lock_path, replacing_dir, write_bytes
 from psi_gym.data.episode import Episode
 
 from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
-from .config import TIME_SAMPLINGS, TrainConfig, WorldModelConfig
+from .config import PARTS, TIME_SAMPLINGS, TrainConfig, WorldModelConfig
 from .dataset import EpisodeTensors
 from .losses import dynamics_loss, perception_loss, renderer_loss
 from .model import WorldModel
@@ -242,6 +242,8 @@ def train_world_model(
     config = config or TrainConfig()
     if config.time_sampling not in TIME_SAMPLINGS:
         raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
+    if not config.parts or any(part not in PARTS for part in config.parts) or len(set(config.parts)) != len(config.parts):
+        raise ValueError(f"parts must be distinct names among {PARTS}, got {config.parts!r}")
     for name in ("num_steps", "batch_size", "dynamics_batch_size", "perception_batch_size", "checkpoint_every"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -291,7 +293,8 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
     )}
     dataset = EpisodeTensors(episodes_list, embeddings)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+    trained = trained_parameters(model, config.parts)
+    optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.99))
     generator = torch.Generator().manual_seed(config.seed + 1000 * accelerator.process_index)
     if checkpoint is not None:
@@ -323,7 +326,7 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
         parts = _losses(model, unwrapped, dataset, config, step, generator, device, steps_for_levels)
         accelerator.backward(parts["loss"])
         if config.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            accelerator.clip_grad_norm_(trained, config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -339,9 +342,10 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
             window = {}
         progress.update(1)
         if step % 10 == 0:
-            progress.set_postfix(loss=f"{running['loss']:.3f}", frame=f"{running['frame_mse']:.4f}",
-                                 obj_cm=f"{running['object_cm']:.2f}", last_cm=f"{running['final_object_cm']:.2f}",
-                                 seen_cm=f"{running['perception_cm']:.2f}")
+            shown = {"loss": ("loss", 3), "frame_mse": ("frame", 4), "object_cm": ("obj_cm", 2),
+                     "final_object_cm": ("last_cm", 2), "perception_cm": ("seen_cm", 2)}
+            progress.set_postfix({label: f"{running[key]:.{digits}f}" for key, (label, digits) in shown.items()
+                                  if key in running})
         if step % 100 == 0:
             history.append({"step": step, **{k: round(v, 6) for k, v in running.items()}})
         if callback is not None and config.eval_every > 0 and step % config.eval_every == 0 and is_main:
@@ -393,23 +397,45 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
     return summary
 
 
+def trained_parameters(model: torch.nn.Module, parts: Sequence[str]) -> list[torch.nn.Parameter]:
+    """The parameters of ``parts`` (see `PARTS`; the renderer is everything that is neither the
+    dynamics nor the perception); the others get ``requires_grad = False``."""
+    owners = {"dynamics": "dynamics.", "perception": "perception."}
+    trained = []
+    for name, parameter in model.named_parameters():
+        part = next((key for key, prefix in owners.items() if name.removeprefix("module.").startswith(prefix)), "renderer")
+        parameter.requires_grad_(part in parts)
+        if part in parts:
+            trained.append(parameter)
+    return trained
+
+
 def _losses(model: torch.nn.Module, unwrapped: WorldModel, dataset: EpisodeTensors, config: TrainConfig, step: int,
             generator: torch.Generator, device: torch.device, num_inference_steps: int) -> dict[str, torch.Tensor]:
-    """One step's batches and losses of the three parts (see the module doc)."""
-    unrolls = dataset.unrolls(config.dynamics_batch_size, config.unroll_length(step), generator, config.perception_noise)
-    frames = dataset.frame_samples(config.batch_size, generator)
-    seen = dataset.perception_samples(config.perception_batch_size, generator)
-    unrolls, frames, seen = (_to_device(batch, device) for batch in (unrolls, frames, seen))
-    dynamics = dynamics_loss(unwrapped, unrolls)
-    with torch.autocast(device_type=device.type, enabled=config.mixed_precision != "no",
-                        dtype=torch.bfloat16 if config.mixed_precision == "bf16" else torch.float16):
-        rendered = renderer_loss(model, frames, config, generator, num_inference_steps)
-    perceived = perception_loss(unwrapped, seen)
-    loss = rendered["loss"] + config.dynamics_loss_weight * dynamics["loss"] + config.perception_loss_weight * perceived["loss"]
-    return {"loss": loss, "frame_mse": rendered["frame_mse"], "object_cm": dynamics["object_cm"],
-            "final_object_cm": dynamics["final_object_cm"], "joints": dynamics["joints"], "rotation": dynamics["rotation"],
-            "perception_cm": perceived["position_cm"], "kind_accuracy": perceived["kind_accuracy"],
-            "size_cm": perceived["size_cm"]}
+    """One step's batches and losses of the parts trained (see the module doc)."""
+    parts: dict[str, torch.Tensor] = {}
+    loss = torch.zeros((), device=device)
+    if "dynamics" in config.parts:
+        unrolls = _to_device(dataset.unrolls(config.dynamics_batch_size, config.unroll_length(step), generator,
+                                             config.perception_noise), device)
+        dynamics = dynamics_loss(unwrapped, unrolls)
+        loss = loss + config.dynamics_loss_weight * dynamics["loss"]
+        parts.update(object_cm=dynamics["object_cm"], final_object_cm=dynamics["final_object_cm"],
+                     joints=dynamics["joints"], rotation=dynamics["rotation"])
+    if "renderer" in config.parts:
+        frames = _to_device(dataset.frame_samples(config.batch_size, generator), device)
+        with torch.autocast(device_type=device.type, enabled=config.mixed_precision != "no",
+                            dtype=torch.bfloat16 if config.mixed_precision == "bf16" else torch.float16):
+            rendered = renderer_loss(model, frames, config, generator, num_inference_steps)
+        loss = loss + rendered["loss"]
+        parts.update(frame_mse=rendered["frame_mse"])
+    if "perception" in config.parts:
+        seen = _to_device(dataset.perception_samples(config.perception_batch_size, generator), device)
+        perceived = perception_loss(unwrapped, seen)
+        loss = loss + config.perception_loss_weight * perceived["loss"]
+        parts.update(perception_cm=perceived["position_cm"], kind_accuracy=perceived["kind_accuracy"],
+                     size_cm=perceived["size_cm"])
+    return {"loss": loss, **parts}
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

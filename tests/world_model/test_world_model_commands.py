@@ -28,3 +28,23 @@ def test_train_w0_missing_data_is_one_clear_error(tmp_path, capsys):
     code = main(["train-w0", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "w0"), "--steps", "1"])
     assert code == 2
     assert "train-w0: error" in capsys.readouterr().err
+
+
+def test_train_w0_parts_and_unroll_schedule_flags(tmp_path, capsys):
+    data = tmp_path / "rollouts"
+    write_dataset(data, [trim(ep, 6) for ep in make_episodes(2, image_size=64)])
+    base = ["train-w0", "--data", str(data), "--steps", "1", "--batch-size", "1", "--dynamics-batch-size", "2",
+            "--no-progress", "--log-with", "none", "--json"]
+    assert main(base + ["--out", str(tmp_path / "w0")]) == 0
+    capsys.readouterr()
+    code = main(base + ["--out", str(tmp_path / "dyn"), "--init-from", str(tmp_path / "w0" / "final"),
+                        "--parts", "dynamics", "--unroll-schedule", "0:0"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frame_mse"] is None and summary["final_object_cm"] is not None
+    for flag, value in (("--parts", "physics"), ("--parts", "dynamics,dynamics"), ("--unroll-schedule", "0.5:8"),
+                        ("--unroll-schedule", "0:8,x"), ("--unroll-schedule", "0:8,0.5:-1")):
+        assert main(base + ["--out", str(tmp_path / "bad"), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert flag in err and "expected" in err, err
+        assert not (tmp_path / "bad").exists()

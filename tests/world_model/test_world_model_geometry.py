@@ -165,3 +165,23 @@ def test_dynamics_features_are_finite_and_sized():
     after = dynamics.step(state, targets)  # a fresh dynamics: nothing moves
     torch.testing.assert_close(after.joint_state, state.joint_state)
     torch.testing.assert_close(after.previous_joint_state, state.joint_state)
+
+
+def test_segment_field_is_the_soft_union_of_capsules():
+    from psi_gym.world_model.sketch import segment_field
+
+    generator = torch.Generator().manual_seed(0)
+    start, end = torch.rand(3, 5, 2, generator=generator) * 16, torch.rand(3, 5, 2, generator=generator) * 16
+    end[0, 0] = start[0, 0]  # a point
+    radius = torch.rand(3, 5, generator=generator) * 3 + 0.5
+    centres = torch.arange(16.0) + 0.5
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    grid = torch.stack([xs, ys], -1).reshape(-1, 2)
+    expected = torch.zeros(3, grid.shape[0])
+    for b in range(3):
+        for s in range(5):
+            a, d = start[b, s].double(), (end[b, s] - start[b, s]).double()
+            t = (((grid.double() - a) @ d) / (d @ d).clamp_min(1e-6)).clamp(0, 1)
+            distance = (grid.double() - (a + t[:, None] * d)).norm(dim=-1)
+            expected[b] = torch.maximum(expected[b], torch.sigmoid((radius[b, s] - distance) * 2.0).float())
+    torch.testing.assert_close(segment_field(start, end, radius, grid), expected, atol=1e-5, rtol=0)

@@ -134,6 +134,18 @@ def test_each_part_learns_a_fixed_tiny_set(sim_episodes):
         assert after[key] < 0.7 * before[key], (key, before, after)
 
 
+def test_training_one_part_leaves_the_others_as_they_were(sim_episodes, tmp_path):
+    start = train_world_model(sim_episodes, _config(num_steps=2), tmp_path / "start", log_with="none")
+    summary = train_world_model(sim_episodes, _config(num_steps=3, parts=("dynamics",), unroll_schedule=((0.0, 0),),
+                                                      init_from=start.final_dir), tmp_path / "dyn", log_with="none")
+    assert summary.frame_mse is None and summary.perception_cm is None and np.isfinite(summary.final_object_cm)
+    before, after = _weights(start.final_dir), _weights(summary.final_dir)
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert changed and all(key.startswith("dynamics.") for key in changed), sorted(changed)[:5]
+    with pytest.raises(ValueError, match="parts must be distinct names"):
+        train_world_model(sim_episodes, _config(parts=("physics",)), tmp_path / "bad", log_with="none")
+
+
 def test_train_checkpoint_and_resume_gives_identical_weights(sim_episodes, tmp_path):
     config = _config(num_steps=6, keep_checkpoints=3)
     summary = train_world_model(sim_episodes, config, tmp_path / "run", log_with="none")
