@@ -515,7 +515,7 @@ class PsiW0RetargetCore:
             middle = time.perf_counter()
             frames = np.asarray(prediction.frames, dtype=np.uint8)
             state = np.clip(np.asarray(prediction.state, dtype=np.float32), self.joint_low, self.joint_high)
-            object_position = (np.zeros((len(rows), 3), np.float32) if prediction.object_position is None
+            object_position = (np.full((len(rows), 3), np.nan, np.float32) if prediction.object_position is None
                                else np.asarray(prediction.object_position, dtype=np.float32))
             batch = RewardInput(  # copies: whatever the reward model does to them, the env keeps its own
                 frames=frames.copy(),

@@ -16,43 +16,15 @@ from psi_gym.envs.psi_w0_retarget import PsiW0RetargetEnv
 from psi_gym.envs.psi_w0_retarget_core import PsiW0RetargetConfig, PsiW0RetargetCore
 from psi_gym.envs.psi_w0_retarget_vector import PsiW0RetargetVectorEnv
 from psi_gym.rewards.base import RewardInput, RewardModel, RewardOutput, as_reward_output
-from psi_gym.rewards.object_tracking import ObjectTrackingRewardConfig
 from psi_gym.rewards.resolve import resolve_reward_model
-from psi_gym.sim.tasks import get_task
+from psi_gym.rewards.state_tracking import StateTrackingReward
 from psi_gym.sim.world import SimulationUnstable, World
 from psi_gym.world_model.model import WorldModelOutput
 from psi_gym.world_model.world_state import WorldState, object_descriptor, quaternion_to_matrix
 
 ROLES = ("robot", "judge")
-DEFAULT_REWARD = "object_tracking"
+STATE_REWARDS = ("object_tracking", "state_tracking")  # the same rule: read off the true state
 UNSTABLE_POSITION = np.array([0.0, 0.0, -1.0], np.float32)  # below the table: outside the workspace
-
-
-class SimStateReward:
-    """PsiW0-Retarget's default reward read off the simulator's state instead of predicted frames.
-
-    Per row at step t (frame t+1): ``exp(-|p - q| / sigma)`` with ``p`` the object's true position
-    and ``q`` the human demo's after as many steps; on the last step the verdict is
-    ``Task.is_success(scene, p)`` (the one success definition) and a success pays ``success_bonus``
-    on top. ``sigma`` and the bonus are `ObjectTrackingRewardConfig`'s, so a return here and a return
-    in W0 are the same quantity.
-    """
-
-    def __init__(self, config: ObjectTrackingRewardConfig | None = None) -> None:
-        self.config = config or ObjectTrackingRewardConfig()
-
-    def __call__(self, batch: RewardInput) -> RewardOutput:
-        position = np.asarray(batch.object_position, np.float64)
-        goal = np.stack([e.human_object_pose[min(int(s), e.num_steps), :3] for e, s in zip(batch.episodes, batch.step)])
-        distance = np.linalg.norm(position - goal, axis=-1)
-        verdict = np.array([get_task(e.task).is_success(e.scene, p) for e, p in zip(batch.episodes, position)])
-        success = np.asarray(batch.last, bool) & verdict
-        reward = np.exp(-distance / self.config.sigma) + np.where(success, self.config.success_bonus, 0.0)
-        return RewardOutput(reward=reward.astype(np.float32), success=success,
-                            info={"object_distance": distance.astype(np.float32)})
-
-    def __repr__(self) -> str:
-        return f"SimStateReward({self.config})"
 
 
 class SimVerdict:
@@ -64,7 +36,7 @@ class SimVerdict:
 
     def __call__(self, batch: RewardInput) -> RewardOutput:
         output = as_reward_output(self.reward_model(batch), len(batch), source=f"reward model {self.reward_model!r}")
-        truth = SimStateReward()(batch).success
+        truth = StateTrackingReward()(batch).success
         return RewardOutput(reward=output.reward, success=truth, terminated=output.terminated, info=output.info)
 
     def __repr__(self) -> str:
@@ -185,10 +157,10 @@ class SimRetargetCore(PsiW0RetargetCore):
     def from_config(cls, config: PsiW0RetargetConfig, num_envs: int = 1, role: str = "judge",
                     image_size: int = 64) -> SimRetargetCore:
         """Names resolved once, here: the reward model (``"object_tracking"``, the default, is
-        `SimStateReward`: the same rule on the true state; any other is run on the true frames under
+        `StateTrackingReward`: the same rule on the true state; any other is run on the true frames under
         `SimVerdict`) and the demos."""
-        if isinstance(config.reward_model, str) and config.reward_model == DEFAULT_REWARD:
-            reward_model: RewardModel = SimStateReward()
+        if isinstance(config.reward_model, str) and config.reward_model in STATE_REWARDS:
+            reward_model: RewardModel = StateTrackingReward()
         else:
             reward_model = SimVerdict(resolve_reward_model(config.reward_model, config.estimator))
         demos = load_demo_set(config.demos, config.successful_demos_only)
@@ -228,7 +200,7 @@ class PsiSimRetargetEnv(PsiW0RetargetEnv):
 
     ## Rewards
 
-    ``reward_model="object_tracking"`` (the default) is `SimStateReward`: the default W0 reward's
+    ``reward_model="object_tracking"`` (the default) or ``"state_tracking"`` is `StateTrackingReward`: the default W0 reward's
     rule, ``exp(-|p - q| / 0.02 m)`` per step + 10 on a successful last step, with ``p`` the object's
     *true* position (no estimator). Any other reward model runs on the true frames, its verdict
     replaced by the simulator's (`SimVerdict`).
@@ -300,5 +272,5 @@ def is_judge(env: Any) -> bool:
     return getattr(getattr(unwrapped, "core", None), "role", None) == "judge"
 
 
-__all__ = ["PsiSimRetargetEnv", "PsiSimRetargetVectorEnv", "SimRetargetCore", "SimStateReward", "SimVerdict",
+__all__ = ["PsiSimRetargetEnv", "PsiSimRetargetVectorEnv", "SimRetargetCore", "SimVerdict",
            "SimulatorStepper", "is_judge"]

@@ -3,7 +3,8 @@
 Interface (``base.py``): ``reward_model(batch: RewardInput) -> RewardOutput``. Built-ins:
 `ObjectTrackingReward` (track the human demo's object trajectory, read off predicted frames by
 the learned object-state estimator, + success bonus), `SuccessClassifierReward` (the
-estimator's success head), `CallableReward` (a user's function). `resolve_reward_model` turns
+estimator's success head), `StateTrackingReward` (the same tracking and success rule on the
+world model's own object state, no estimator), `CallableReward` (a user's function). `resolve_reward_model` turns
 what ``gym.make(..., reward_model=...)`` accepts into one. The estimator itself is in
 ``object_state.py`` (`load_estimator`: a name or folder -> an estimator, once per weights), its
 training in ``estimator_training.py``, the ``psi-gym train-estimator`` command in ``commands.py``.
@@ -28,6 +29,7 @@ from psi_gym.rewards.success_classifier import (
     SuccessClassifierRewardConfig,
 )
 from psi_gym.rewards.user_function import CallableReward
+from psi_gym.rewards.state_tracking import StateTrackingReward
 
 __all__ = [
     "REWARD_MODELS",
@@ -40,6 +42,7 @@ __all__ = [
     "RewardOutput",
     "SuccessClassifierReward",
     "SuccessClassifierRewardConfig",
+    "StateTrackingReward",
     "as_reward_output",
     "load_estimator",
     "resolve_reward_model",

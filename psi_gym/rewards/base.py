@@ -18,7 +18,8 @@ state               (N, 22) float32         predicted joint positions t+1 (m, ra
 action              (N, 22) float32         the policy's action at t, in [-1, 1]
 target              (N, 22) float32         the absolute joint targets it was mapped to
 step                (N,) int64              t+1: steps taken in the episode, this one included
-object_position     (N, 3) float32          the world model's own object-position head (m)
+object_position     (N, 3) float32          the world model's own object position (m); NaN
+                                            where the world model predicts none
 episodes            N `EpisodeContext`      what each row's episode is about (demo, task...)
 last                (N,) bool               this is the row's last step: its episode ends here
                                             (the env's fixed horizon), the verdict step

@@ -58,6 +58,12 @@ class ObjectTrackingRewardConfig:
             raise ValueError(f"failure_distance must be > 0 metres or None, got {self.failure_distance}")
 
 
+def demo_object_goal(batch: RewardInput) -> np.ndarray:
+    """(N, 3) ``q``: the human demo's object centre after each row's number of steps (m)."""
+    return np.stack([episode.human_object_pose[min(int(step), episode.num_steps), :3]
+                     for episode, step in zip(batch.episodes, batch.step)])
+
+
 class ObjectTrackingReward:
     """Dense tracking of the human demo's object trajectory + a success bonus at the end of the
     episode (see the module doc).
@@ -86,11 +92,7 @@ class ObjectTrackingReward:
         index = self.estimator.task_indices(tasks, len(batch)).to(output.success_logits.device)
         probability = output.success_logits.gather(1, index[:, None])[:, 0].sigmoid().cpu().numpy()
 
-        goal = np.stack([
-            episode.human_object_pose[min(int(step), episode.num_steps), :3]
-            for episode, step in zip(batch.episodes, batch.step)
-        ])
-        distance = np.linalg.norm(position - goal, axis=-1)
+        distance = np.linalg.norm(position - demo_object_goal(batch), axis=-1)
         reward = np.exp(-distance / config.sigma)
         failed = np.zeros(len(batch), bool) if config.failure_distance is None else distance > config.failure_distance
         success = np.asarray(batch.last, bool) & (probability > config.success_threshold) & ~failed

@@ -4,7 +4,7 @@
 
 * a reward-model object (anything with ``__call__(batch) -> RewardOutput``), used as is;
 * a name of a built-in: ``"object_tracking"``, ``"success_classifier"`` (built with the env's
-  ``estimator``);
+  ``estimator``), ``"state_tracking"`` (reads the world model's own object state, no estimator);
 * a dotted path ``"package.module:Name"`` to a class (instantiated with no arguments), a
   reward-model object or a function;
 * a function ``fn(batch) -> rewards``, wrapped in `CallableReward`.
@@ -27,10 +27,12 @@ from psi_gym.rewards.base import RewardModel
 from psi_gym.rewards.object_tracking import ObjectTrackingReward
 from psi_gym.rewards.success_classifier import SuccessClassifierReward
 from psi_gym.rewards.user_function import CallableReward
+from psi_gym.rewards.state_tracking import StateTrackingReward
 
 REWARD_MODELS: dict[str, Callable[..., RewardModel]] = {
     "object_tracking": ObjectTrackingReward,
     "success_classifier": SuccessClassifierReward,
+    "state_tracking": lambda estimator: StateTrackingReward(),  # reads the object state: no estimator
 }
 
 

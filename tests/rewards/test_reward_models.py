@@ -16,6 +16,7 @@ from psi_gym.rewards import (
     RewardOutput,
     SuccessClassifierReward,
     SuccessClassifierRewardConfig,
+    StateTrackingReward,
     as_reward_output,
     load_estimator,
     resolve_reward_model,
@@ -130,6 +131,26 @@ def test_object_tracking_success_is_judged_on_the_last_step_only(always_done):
     assert out.terminated.all() and not out.success.any()
 
 
+def test_state_tracking_reward_reads_the_object_state_and_the_tasks_rule():
+    reward_model = StateTrackingReward(ObjectTrackingRewardConfig(sigma=0.05, success_bonus=3.0))
+    batch = make_batch(step=32, num_steps=32, last=True)  # tasks: lift_apple, lift_can, push_box
+    rest = [episode.scene.object_rest_z for episode in batch.episodes]
+    mark = np.asarray(batch.episodes[2].scene.mark_xy)
+    batch.object_position = np.array([[0.1, 0.0, rest[0] + 0.08],  # lifted 8 cm: a success
+                                      [0.1, 0.0, rest[1] + 0.03],  # 3 cm: not high enough
+                                      [mark[0] + 0.01, mark[1], rest[2]]], np.float32)  # 1 cm from the mark
+    out = reward_model(batch)
+    distance = np.linalg.norm(batch.object_position - [[0.1, 0.0, 0.0]], axis=1)
+    np.testing.assert_allclose(out.info["object_distance"], distance, rtol=1e-5)
+    assert out.success.tolist() == [True, False, True]
+    np.testing.assert_allclose(out.reward, np.exp(-distance / 0.05) + 3.0 * out.success, rtol=1e-5)
+    batch.last = np.zeros(3, bool)  # the same state before the last step: no verdict
+    assert not reward_model(batch).success.any()
+    batch.object_position[1] = np.nan  # a world model that predicts no object state
+    with pytest.raises(ValueError, match="predicts no object state; use reward_model='object_tracking'"):
+        reward_model(batch)
+
+
 def test_success_classifier_reward(always_done, never_done):
     out = SuccessClassifierReward(always_done)(make_batch())
     assert not out.success.any() and (out.reward == 0).all()  # not the last step: no verdict yet
@@ -194,6 +215,7 @@ def test_resolution_of_every_accepted_form(never_done):
     assert resolve_reward_model(instance) is instance
     assert isinstance(resolve_reward_model("object_tracking", never_done), ObjectTrackingReward)
     assert isinstance(resolve_reward_model("success_classifier", never_done), SuccessClassifierReward)
+    assert isinstance(resolve_reward_model("state_tracking", never_done), StateTrackingReward)
     assert isinstance(resolve_reward_model(f"{__name__}:ConstantReward"), ConstantReward)
     assert isinstance(resolve_reward_model(f"{__name__}:constant_reward"), CallableReward)
     assert isinstance(resolve_reward_model(constant_reward), CallableReward)
@@ -203,7 +225,7 @@ def test_resolution_of_every_accepted_form(never_done):
 @pytest.mark.parametrize(
     "spec, error, match",
     [
-        ("shiny", ValueError, "unknown reward model 'shiny': expected one of \\['object_tracking', 'success_classifier'\\]"),
+        ("shiny", ValueError, "unknown reward model 'shiny': expected one of \\['object_tracking', 'state_tracking', 'success_classifier'\\]"),
         ("no_such_module:Reward", ValueError, "cannot import"),
         ("psi_gym.rewards:NoSuchReward", ValueError, "no attribute"),
         (3, TypeError, "callable"),
@@ -215,11 +237,12 @@ def test_resolution_errors(spec, error, match):
         resolve_reward_model(spec)
 
 
-@pytest.mark.parametrize("form", ["instance", "name", "dotted_class", "dotted_function", "function"])
+@pytest.mark.parametrize("form", ["instance", "name", "state_name", "dotted_class", "dotted_function", "function"])
 def test_env_accepts_every_form(form, never_done):
     spec = {
         "instance": ConstantReward(),
         "name": "object_tracking",
+        "state_name": "state_tracking",
         "dotted_class": f"{__name__}:ConstantReward",
         "dotted_function": f"{__name__}:constant_reward",
         "function": constant_reward,
@@ -228,5 +251,5 @@ def test_env_accepts_every_form(form, never_done):
     env.reset(seed=0)
     _, reward, terminated, _, info = env.step(np.zeros(22, np.float32))
     assert np.isfinite(reward) and not terminated
-    if form == "name":
+    if form in ("name", "state_name"):
         assert 0 < reward <= 1 and "object_distance" in info
