@@ -3,6 +3,8 @@ imports the CLI.
 
 * ``psi-gym train-w0 --data ROOT [ROOT ...] --out DIR`` trains Psi-W0 on robot rollouts (resumes
   from the newest checkpoint in DIR; the model lands in DIR/final).
+* ``psi-gym ensemble-w0 --models A B [...] --out DIR``: A's perception and renderer, every model's
+  dynamics as one ensemble (`psi_gym.world_model.ensemble`).
 * ``psi-gym bench-w0 [--model DIR]`` times `WorldModel.predict` at a few batch sizes.
 (``psi-gym eval-w0`` evaluates W0 through the env against the simulator: it lives in
 `psi_gym.agents.commands`, above the parts it uses.)
@@ -195,8 +197,40 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def configure_ensemble(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", required=True, metavar="MODEL",
+                        help="world-model folders or 'default': the first gives perception and renderer, every "
+                             "one its dynamics (2 members at least in all)")
+    parser.add_argument("--out", type=Path, required=True, help="folder to save the ensemble W0 in (from_pretrained)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+
+
+def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
+    from psi_gym.data.atomic import replacing_dir
+
+    from .ensemble import ensemble_world_model
+    from .model import WorldModel
+
+    for name in args.models:
+        _check_model_folder(name, "--models")
+    if args.out.exists() and not args.out.is_dir():
+        raise ArgumentProblem("--out", f"{args.out} is a file; expected a folder")
+    if (args.out / "config.json").exists() and not args.overwrite:
+        raise ArgumentProblem("--out", f"{args.out} already holds a model; pass --overwrite to replace it")
+    check_output_dir(args.out, "--out")
+    try:
+        model = ensemble_world_model([WorldModel.from_pretrained(name) for name in args.models])
+    except ValueError as error:
+        raise ArgumentProblem("--models", str(error)) from None
+    with replacing_dir(args.out) as tmp:
+        model.save_pretrained(tmp)
+    return {"out": str(args.out), "dynamics_members": int(model.config.dynamics_members),
+            "num_parameters": model.num_parameters()}
+
+
 COMMANDS = {
     "train-w0": ("train the Psi-W0 world model on robot rollouts (successes and failures)", configure_train, run_train),
+    "ensemble-w0": ("one W0 whose dynamics steps by the mean of several W0s' dynamics", configure_ensemble, run_ensemble),
     "bench-w0": ("time WorldModel.predict (ms per batched step, env steps per second)", configure_bench, run_bench),
 }
 """name -> (help, configure(parser), run(args) -> summary), listed by `psi_gym.cli` (``eval-w0``, which

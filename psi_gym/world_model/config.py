@@ -119,6 +119,8 @@ class WorldModelConfig:
     dynamics_hidden_dim: int = 512
     """width of the dynamics MLP."""
     dynamics_num_layers: int = 3
+    dynamics_members: int = 1
+    """1: one dynamics MLP; K > 1: an ensemble of K that steps by their mean (`DynamicsEnsemble`)."""
     perception_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 128])
     """conv widths of the perception CNN (each halves the resolution)."""
     perception_hidden_dim: int = 256

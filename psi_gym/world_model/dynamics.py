@@ -132,11 +132,18 @@ class StateDynamics(nn.Module):
             state.object_descriptor,
         ], dim=-1)
 
+    def delta(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 22 + 3 + 3) ``(dq, dp, omega)`` from `features`."""
+        return self.out(self.trunk(features))
+
     def step(self, state: WorldState, joint_targets: torch.Tensor,
              target_geometry: tuple[torch.Tensor, torch.Tensor] | None = None) -> WorldState:
         """The state after one control step with absolute ``joint_targets`` (B, 22)
         (``target_geometry``: their `target_geometry`, if already computed)."""
-        delta = self.out(self.trunk(self.features(state, joint_targets, target_geometry)))
+        return self.advance(state, self.delta(self.features(state, joint_targets, target_geometry)))
+
+    def advance(self, state: WorldState, delta: torch.Tensor) -> WorldState:
+        """``state`` moved by ``delta`` = ``(dq, dp, omega)`` (see the module doc)."""
         joints = self.num_joints
         return WorldState(
             joint_state=state.joint_state + delta[:, :joints] * self.joint_step,
@@ -148,3 +155,66 @@ class StateDynamics(nn.Module):
             object_descriptor=state.object_descriptor,
             scene_frame=state.scene_frame,
         )
+
+
+class DynamicsEnsemble(nn.Module):
+    """``K`` `StateDynamics` members that step together: every step each member predicts
+    ``(dq, dp, omega)`` from the same features (computed once: they hold no weights) and the state
+    moves by their mean. Members trained apart make errors that partly cancel in the mean (as in
+    PETS/MBPO ensembles); measured on W0's ranking test in the README. Training
+    (`psi_gym.world_model.losses.dynamics_loss`) unrolls each member on its own predictions.
+    Same interface as `StateDynamics`."""
+
+    def __init__(self, num_members: int, hidden_dim: int = 512, num_layers: int = 3) -> None:
+        super().__init__()
+        if num_members < 2:
+            raise ValueError(f"an ensemble has at least 2 members, got {num_members}")
+        self.members = nn.ModuleList(StateDynamics(hidden_dim, num_layers) for _ in range(num_members))
+
+    @property
+    def lead(self) -> StateDynamics:
+        return self.members[0]
+
+    @property
+    def num_joints(self) -> int:
+        return self.lead.num_joints
+
+    @property
+    def joint_step(self) -> torch.Tensor:
+        return self.lead.joint_step
+
+    @property
+    def kinematics(self) -> HandKinematics:
+        return self.lead.kinematics
+
+    def normalize_joints(self, q: torch.Tensor) -> torch.Tensor:
+        return self.lead.normalize_joints(q)
+
+    def target_geometry(self, joint_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lead.target_geometry(joint_targets)
+
+    def features(self, state: WorldState, joint_targets: torch.Tensor,
+                 target_geometry: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.lead.features(state, joint_targets, target_geometry)
+
+    def delta(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member.delta(features) for member in self.members]).mean(0)
+
+    def step(self, state: WorldState, joint_targets: torch.Tensor,
+             target_geometry: tuple[torch.Tensor, torch.Tensor] | None = None) -> WorldState:
+        return self.lead.advance(state, self.delta(self.features(state, joint_targets, target_geometry)))
+
+    def advance(self, state: WorldState, delta: torch.Tensor) -> WorldState:
+        return self.lead.advance(state, delta)
+
+
+def make_dynamics(num_members: int, hidden_dim: int, num_layers: int) -> StateDynamics | DynamicsEnsemble:
+    """One `StateDynamics`, or a `DynamicsEnsemble` of ``num_members`` > 1."""
+    if num_members < 1:
+        raise ValueError(f"dynamics_members must be >= 1, got {num_members}")
+    return StateDynamics(hidden_dim, num_layers) if num_members == 1 else DynamicsEnsemble(num_members, hidden_dim, num_layers)
+
+
+def dynamics_members(dynamics: nn.Module) -> list[StateDynamics]:
+    """The `StateDynamics` a dynamics is made of (itself, or an ensemble's members)."""
+    return list(dynamics.members) if isinstance(dynamics, DynamicsEnsemble) else [dynamics]

@@ -21,6 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .config import TIME_SAMPLINGS, TrainConfig
 from .dataset import FrameBatch, PerceptionBatch, UnrollBatch
+from .dynamics import dynamics_members
 from .sampler import sampling_sigmas
 from .world_state import OBJECT_KINDS
 
@@ -51,12 +52,20 @@ def change_weights(target: torch.Tensor, reference: torch.Tensor, config: TrainC
 
 
 def dynamics_loss(model, batch: UnrollBatch) -> dict[str, torch.Tensor]:
-    """Unroll the dynamics over ``batch`` (see the module doc); ``loss`` and its parts."""
+    """Unroll the dynamics over ``batch`` (see the module doc); ``loss`` and its parts. An ensemble's
+    members are each unrolled on their own predictions (so they stay apart): the loss and its parts
+    are the members' mean."""
+    members = dynamics_members(model.dynamics)
+    parts = [_unroll_loss(member, batch) for member in members]
+    return {key: torch.stack([part[key] for part in parts]).mean() for key in parts[0]}
+
+
+def _unroll_loss(dynamics, batch: UnrollBatch) -> dict[str, torch.Tensor]:
     state = batch.start
     positions, joints, rotations = [], [], []
-    target_points, target_palm = model.dynamics.target_geometry(batch.targets)
+    target_points, target_palm = dynamics.target_geometry(batch.targets)
     for t in range(batch.targets.shape[1]):
-        state = model.dynamics.step(state, batch.targets[:, t], (target_points[:, t], target_palm[:, t]))
+        state = dynamics.step(state, batch.targets[:, t], (target_points[:, t], target_palm[:, t]))
         positions.append(state.object_position)
         joints.append(state.joint_state)
         rotations.append(state.object_rotation)
@@ -65,7 +74,7 @@ def dynamics_loss(model, batch: UnrollBatch) -> dict[str, torch.Tensor]:
     count = mask.sum().clamp_min(1.0)
     error_cm = (position - batch.object_position).norm(dim=-1) * 100.0
     position_loss = (F.smooth_l1_loss(error_cm, torch.zeros_like(error_cm), beta=1.0, reduction="none") * mask).sum() / count
-    joint_loss = ((((joint - batch.joint_state) / model.dynamics.joint_step) ** 2).mean(-1) * mask).sum() / count
+    joint_loss = ((((joint - batch.joint_state) / dynamics.joint_step) ** 2).mean(-1) * mask).sum() / count
     not_sphere = 1.0 - batch.start.object_descriptor[:, :1]
     rotation_error = ((rotation - batch.object_rotation) ** 2).sum((-1, -2)) * not_sphere
     rotation_loss = (rotation_error * mask).sum() / count

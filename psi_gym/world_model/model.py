@@ -21,7 +21,8 @@ world_state            `WorldState` | None      the state W0 carried from the pr
 
 * ``perception`` (`ObjectPerception`, a small CNN): the object's pose, kind and size read off the
   first real frame of an episode (`initial_state`); the robot's joints are given;
-* ``dynamics`` (`StateDynamics`, an MLP on the hand's forward kinematics relative to the object):
+* ``dynamics`` (`StateDynamics`, an MLP on the hand's forward kinematics relative to the object,
+  or a `DynamicsEnsemble` of them stepping by their mean):
   ``(q_t, q_{t-1}, p_t, p_{t-1}, R_t, R_{t-1}) x u_t -> (q_{t+1}, p_{t+1}, R_{t+1})``, trained on
   whole-episode unrolls of its own predictions;
 * the renderer: a `WanTransformer3DModel` in pixel space (patch (1, 8, 8): 64 tokens at 64 px)
@@ -51,7 +52,7 @@ from torch import nn
 
 from .attention import use_fast_rotary_attention
 from .config import ACTION_DIM, INSTRUCTION_DIM, STATE_DIM, WanBackboneConfig, WorldModelConfig, renderer_in_channels
-from .dynamics import StateDynamics, TABLE_HEIGHT_OFFSET
+from .dynamics import TABLE_HEIGHT_OFFSET, make_dynamics
 from .perception import ObjectPerception
 from .sampler import NUM_TRAIN_TIMESTEPS, FlowMatchSampler
 from .sketch import Sketcher
@@ -108,6 +109,7 @@ class WorldModel(ModelMixin, ConfigMixin):
         condition_hidden_dim: int = 256,
         dynamics_hidden_dim: int = 512,
         dynamics_num_layers: int = 3,
+        dynamics_members: int = 1,
         perception_channels: list[int] | None = None,
         perception_hidden_dim: int = 256,
         num_inference_steps: int = 1,
@@ -130,7 +132,7 @@ class WorldModel(ModelMixin, ConfigMixin):
 
         # 1. Perception and physics.
         self.perception = ObjectPerception(image_size, tuple(perception_channels or (32, 64, 64, 128)), perception_hidden_dim)
-        self.dynamics = StateDynamics(dynamics_hidden_dim, dynamics_num_layers)
+        self.dynamics = make_dynamics(dynamics_members, dynamics_hidden_dim, dynamics_num_layers)
         self.sketcher = Sketcher(image_size)  # no weights: kinematics and the camera
 
         # 2. The renderer's backbone.
