@@ -113,6 +113,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         metavar="FRACTION:LENGTH,...",
                         help="the dynamics' unroll length from each fraction of --steps on (0: whole episodes); "
                              "default " + ",".join(f"{f:g}:{n}" for f, n in defaults.unroll_schedule))
+    parser.add_argument("--success-fraction", type=number_in(0, 1), default=None,
+                        help="share of the dynamics' unrolls drawn from successful episodes (default: episodes "
+                             "uniformly)")
     parser.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
     parser.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--log-with", type=log_with, default="auto", metavar="{auto,csv,tensorboard,none}",
@@ -144,6 +147,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         dynamics_batch_size=args.dynamics_batch_size,
         parts=args.parts,
         unroll_schedule=args.unroll_schedule,
+        success_fraction=args.success_fraction,
         mixed_precision=args.mixed_precision,
         num_threads=args.threads,
         progress=not args.no_progress,

@@ -95,6 +95,7 @@ class EpisodeTensors:
         self.object_position = torch.from_numpy(poses[:, :3].copy())
         self.object_rotation = quaternion_to_matrix(poses[:, 3:])
         self.descriptor = torch.from_numpy(np.stack([object_descriptor(ep.scene) for ep in episodes]))
+        self.success = torch.tensor([bool(ep.success) for ep in episodes])
         texts = sorted({ep.instruction for ep in episodes})
         missing = [t for t in texts if t not in instruction_embeddings]
         if missing:
@@ -123,9 +124,12 @@ class EpisodeTensors:
             object_descriptor=self.descriptor[episodes], scene_frame=self.frames[self.frame_offset[episodes]],
         )
 
-    def unrolls(self, batch: int, length: int, generator: torch.Generator, position_noise: float = 0.0) -> UnrollBatch:
-        """``batch`` windows of ``length`` steps (0 or more than an episode: from its start, masked past its end)."""
-        episodes = torch.randint(0, len(self), (batch,), generator=generator)
+    def unrolls(self, batch: int, length: int, generator: torch.Generator, position_noise: float = 0.0,
+                success_fraction: float | None = None) -> UnrollBatch:
+        """``batch`` windows of ``length`` steps (0 or more than an episode: from its start, masked past
+        its end), from episodes drawn uniformly or, with ``success_fraction``, that share of them from
+        the successful episodes and the rest from the failures (when both kinds are there)."""
+        episodes = self._draw_episodes(batch, generator, success_fraction)
         steps = self.num_steps[episodes]
         length = self.max_steps if length <= 0 else min(int(length), self.max_steps)
         room = (steps - length).clamp_min(0)
@@ -145,6 +149,14 @@ class EpisodeTensors:
         return UnrollBatch(start=state, targets=self.targets[target_rows], joint_state=self.joint_state[truth_rows],
                            object_position=self.object_position[truth_rows],
                            object_rotation=self.object_rotation[truth_rows], mask=mask.float())
+
+    def _draw_episodes(self, batch: int, generator: torch.Generator, success_fraction: float | None) -> torch.Tensor:
+        successes, failures = torch.nonzero(self.success)[:, 0], torch.nonzero(~self.success)[:, 0]
+        if success_fraction is None or len(successes) == 0 or len(failures) == 0:
+            return torch.randint(0, len(self), (batch,), generator=generator)
+        count = int(round(batch * success_fraction))
+        return torch.cat([successes[torch.randint(0, len(successes), (count,), generator=generator)],
+                          failures[torch.randint(0, len(failures), (batch - count,), generator=generator)]])
 
     def frame_samples(self, batch: int, generator: torch.Generator) -> FrameBatch:
         """``batch`` (first frame, frame t, state at t) samples, t uniform over all frames."""

@@ -242,6 +242,8 @@ def train_world_model(
     config = config or TrainConfig()
     if config.time_sampling not in TIME_SAMPLINGS:
         raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
+    if config.success_fraction is not None and not 0.0 <= config.success_fraction <= 1.0:
+        raise ValueError(f"success_fraction must be in [0, 1] or None, got {config.success_fraction!r}")
     if not config.parts or any(part not in PARTS for part in config.parts) or len(set(config.parts)) != len(config.parts):
         raise ValueError(f"parts must be distinct names among {PARTS}, got {config.parts!r}")
     for name in ("num_steps", "batch_size", "dynamics_batch_size", "perception_batch_size", "checkpoint_every"):
@@ -417,7 +419,7 @@ def _losses(model: torch.nn.Module, unwrapped: WorldModel, dataset: EpisodeTenso
     loss = torch.zeros((), device=device)
     if "dynamics" in config.parts:
         unrolls = _to_device(dataset.unrolls(config.dynamics_batch_size, config.unroll_length(step), generator,
-                                             config.perception_noise), device)
+                                             config.perception_noise, config.success_fraction), device)
         dynamics = dynamics_loss(unwrapped, unrolls)
         loss = loss + config.dynamics_loss_weight * dynamics["loss"]
         parts.update(object_cm=dynamics["object_cm"], final_object_cm=dynamics["final_object_cm"],

@@ -134,6 +134,19 @@ def test_each_part_learns_a_fixed_tiny_set(sim_episodes):
         assert after[key] < 0.7 * before[key], (key, before, after)
 
 
+def test_unrolls_draw_the_asked_share_of_successes(sim_episodes, tmp_path):
+    dataset = _dataset(sim_episodes)
+    assert dataset.success.any() and not dataset.success.all(), "the fixture holds successes and failures"
+    generator = torch.Generator().manual_seed(0)
+    assert dataset.unrolls(8, 0, generator, success_fraction=1.0).mask.shape[0] == 8
+    drawn = dataset._draw_episodes(400, generator, 0.25)
+    assert dataset.success[drawn].float().mean().item() == pytest.approx(0.25, abs=1e-6)
+    uniform = dataset._draw_episodes(4000, generator, None)
+    assert abs(dataset.success[uniform].float().mean().item() - dataset.success.float().mean().item()) < 0.05
+    with pytest.raises(ValueError, match="success_fraction"):
+        train_world_model(sim_episodes, _config(success_fraction=1.5), tmp_path / "bad", log_with="none")
+
+
 def test_training_one_part_leaves_the_others_as_they_were(sim_episodes, tmp_path):
     start = train_world_model(sim_episodes, _config(num_steps=2), tmp_path / "start", log_with="none")
     summary = train_world_model(sim_episodes, _config(num_steps=3, parts=("dynamics",), unroll_schedule=((0.0, 0),),
