@@ -58,6 +58,7 @@ class BCSource:
     touch: np.ndarray | None  # (S+1, 5) bool, None: masked (robot data)
     kind: str  # "human_demo" | "robot_rollout"
     success: bool
+    action_labels: bool = True  # False: it teaches the next frame and touch only, its actions are no labels
 
 
 def robot_episode_reference(episode: Any) -> np.ndarray | None:
@@ -147,7 +148,7 @@ def step_samples(source: BCSource, config: PsiR2Config, embedding: np.ndarray) -
     residual = np.clip((source.joint_targets - reference[np.minimum(t + 1, T)]) / scale, -1.0, 1.0)
     labels = joints_to_synergy(residual) if config.action_space == "synergy" else residual.astype(np.float32)
     chunk_index = t[:, None] + np.arange(c)[None]
-    action_mask = chunk_index < steps
+    action_mask = (chunk_index < steps) & source.action_labels
     action = labels[np.minimum(chunk_index, steps - 1)]
     # frame stack: frames t-k+1 .. t, the first frame repeated before the start (as the env fills it)
     frame_index = np.maximum(t[:, None] - np.arange(k)[::-1][None], 0)

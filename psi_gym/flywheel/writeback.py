@@ -4,9 +4,10 @@
   believes in) and the robot's episodes as two LeRobot datasets (one embodiment each, written by
   `psi_gym.data.lerobot.write_dataset`: crash-safe, one writer);
 * `retrain_r2`: behaviour cloning of Psi-R2 (`psi_gym.agents.behavior_cloning`), starting from the
-  current R2, on the union: the human demos W0 converted to the robot domain (their retarget's
-  labels, the human's touch as the masked label: "learn from human data after dimensional
-  alignment"), every kept trajectory, and the robot's successes;
+  current R2, on the union: the human demos W0 converted to the robot domain (the human's touch as
+  the masked label: "learn from human data after dimensional alignment"; their retarget's actions
+  as labels only where W0 says the raw retarget succeeds), every kept trajectory, and the robot's
+  successes;
 * `finetune_w0`: Psi-W0 fine-tuned (``TrainConfig(init_from=<current W0 folder>)``) on the union
   plus every robot episode, failures included (true frames and object poses: what corrects W0).
 
@@ -82,7 +83,10 @@ class RetrainConfig:
 
 def human_demo_sources(buffer: FlywheelBuffer) -> list[Any]:
     """Behaviour-cloning sources of the buffer's converted human demos (source ``human_demo``): W0's
-    frames and joints of the raw retarget, its joint targets as labels, the human's touch."""
+    frames and joints of the raw retarget, the human's touch, and the raw retarget's joint targets
+    as action labels only where W0 says the raw retarget does the task (its verdict, recorded as
+    the episode's success): a raw retarget W0 sees fail still teaches the next frame and the touch,
+    but cloning its actions would teach R2 the failure (residual 0) that refinement corrects."""
     from psi_gym.agents.behavior_cloning import DEFAULT_EPISODE_SLACK, TOUCH_THRESHOLD, BCSource
 
     sources = []
@@ -91,7 +95,8 @@ def human_demo_sources(buffer: FlywheelBuffer) -> list[Any]:
         reference = rows["reference"][: record.reference_length]
         touch = rows["tactile"] > TOUCH_THRESHOLD if rows["tactile_mask"].all() else None
         sources.append(BCSource(rows["pixels"], rows["state"], rows["action"][:-1], reference, record.instruction,
-                                len(reference) - 1 + DEFAULT_EPISODE_SLACK, touch, "human_demo", bool(record.success)))
+                                len(reference) - 1 + DEFAULT_EPISODE_SLACK, touch, "human_demo", bool(record.success),
+                                action_labels=bool(record.success)))
     return sources
 
 

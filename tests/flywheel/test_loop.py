@@ -121,10 +121,17 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
     with FlywheelBuffer.open(tmp_path / "buffer") as buffer:
         touch = np.ones((kept[1].num_steps + 1, 5), np.float32)
         buffer.extend([(kept[1], Provenance("human_demo", demos[1].demo_id, 1))])
-        buffer.add(kept[1], Provenance("human_demo", demos[1].demo_id, 1), tactile=touch)
+        buffer.add(kept[1].replace(success=False), Provenance("human_demo", demos[1].demo_id, 1), tactile=touch)
         buffer.commit()
         anchors = human_demo_sources(buffer)
     assert [a.touch is None for a in anchors] == [True, False] and anchors[1].touch.all()
+    # the raw retarget's actions are labels only where W0 says it succeeds; the touch stays either way
+    assert [a.action_labels for a in anchors] == [True, False]
+    from psi_gym.agents.behavior_cloning import build_samples
+    samples = build_samples(anchors, PsiR2Policy.from_pretrained(str(tiny_policy)).policy_config)
+    first = len(anchors[0].joint_targets)
+    assert samples.action_mask[:first].any() and not samples.action_mask[first:].any()
+    assert samples.touch_mask[first:].all()
     assert anchors[0].kind == "human_demo" and len(anchors[0].reference) == len(kept[1].metadata["reference"])
     policy, summary = retrain_r2(PsiR2Policy.from_pretrained(str(tiny_policy)), kept_back, robot_back, config,
                                  tmp_path / "r2", seed=0, human_demos=anchors)
