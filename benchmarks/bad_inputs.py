@@ -150,6 +150,8 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --parts dynamics,dynamics --no-progress", ("--parts",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --unroll-schedule 0.5:8 --no-progress", ("--unroll-schedule",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --unroll-schedule 0:8,0.5 --no-progress", ("--unroll-schedule",)),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --success-fraction 1.5 --no-progress", ("--success-fraction",)),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --success-fraction nan --no-progress", ("--success-fraction",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --init-from {t}/notes --no-progress", ("--init-from",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --max-time -1 --no-progress", ("--max-time",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --max-time nan --no-progress", ("--max-time",)),
@@ -160,6 +162,13 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --seed -1 --no-progress", ("--seed",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --log-with wandb --no-progress", ("--log-with",)),
     ("train-w0 --out {n} --steps 1", ("--data",)),
+    # ------------------------------------------------------------------------- ensemble-w0
+    ("ensemble-w0 --models default --out {n}", ("--models", "at least 2")),
+    ("ensemble-w0 --models default {t}/missing --out {n}", ("--models",)),
+    ("ensemble-w0 --models default {t}/file.txt --out {n}", ("--models",)),
+    ("ensemble-w0 --models default {t}/notes --out {n}", ("--models",)),
+    ("ensemble-w0 --models default default --out {t}/file.txt", ("--out",)),
+    ("ensemble-w0 --models default default --out " + UNWRITABLE + "/e", ("--out",)),
     # ---------------------------------------------------------------------------- bench-w0
     ("bench-w0 --repeats 1 --batch-sizes 0", ("--batch-sizes",)),
     ("bench-w0 --repeats 1 --batch-sizes -1", ("--batch-sizes",)),
