@@ -156,9 +156,9 @@ class SimRetargetCore(PsiW0RetargetCore):
     @classmethod
     def from_config(cls, config: PsiW0RetargetConfig, num_envs: int = 1, role: str = "judge",
                     image_size: int = 64) -> SimRetargetCore:
-        """Names resolved once, here: the reward model (``"object_tracking"``, the default, is
-        `StateTrackingReward`: the same rule on the true state; any other is run on the true frames under
-        `SimVerdict`) and the demos."""
+        """Names resolved once, here: the reward model (``"object_tracking"``, the default, and
+        ``"state_tracking"`` are `StateTrackingReward`: the same rule on the true state; any other is
+        run on the true frames under `SimVerdict`) and the demos."""
         if isinstance(config.reward_model, str) and config.reward_model in STATE_REWARDS:
             reward_model: RewardModel = StateTrackingReward()
         else:
@@ -200,9 +200,9 @@ class PsiSimRetargetEnv(PsiW0RetargetEnv):
 
     ## Rewards
 
-    ``reward_model="object_tracking"`` (the default) or ``"state_tracking"`` is `StateTrackingReward`: the default W0 reward's
-    rule, ``exp(-|p - q| / 0.02 m)`` per step + 10 on a successful last step, with ``p`` the object's
-    *true* position (no estimator). Any other reward model runs on the true frames, its verdict
+    ``reward_model="object_tracking"`` (the default) or ``"state_tracking"`` is `StateTrackingReward`:
+    the default W0 reward's rule, ``exp(-|p - q| / 0.02 m)`` per step + 10 on a successful last
+    step, with ``p`` the object's *true* position (no estimator). Any other reward model runs on the true frames, its verdict
     replaced by the simulator's (`SimVerdict`).
 
     ## Episode End

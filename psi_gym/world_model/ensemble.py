@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import torch
-
 from .dynamics import dynamics_members
 from .model import WorldModel
 
@@ -38,10 +36,6 @@ def ensemble_world_model(models: Sequence[WorldModel]) -> WorldModel:
     for index, member in enumerate(members):
         state.update({f"dynamics.members.{index}.{key}": value for key, value in member.state_dict().items()})
     missing, unexpected = ensemble.load_state_dict(state, strict=False)
-    if unexpected or [key for key in missing if not _is_nonpersistent(ensemble, key)]:
+    if missing or unexpected:
         raise ValueError(f"the models do not fit one ensemble (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return ensemble
-
-
-def _is_nonpersistent(model: torch.nn.Module, key: str) -> bool:
-    return key not in model.state_dict()

@@ -414,25 +414,30 @@ def trained_parameters(model: torch.nn.Module, parts: Sequence[str]) -> list[tor
 
 def _losses(model: torch.nn.Module, unwrapped: WorldModel, dataset: EpisodeTensors, config: TrainConfig, step: int,
             generator: torch.Generator, device: torch.device, num_inference_steps: int) -> dict[str, torch.Tensor]:
-    """One step's batches and losses of the parts trained (see the module doc)."""
-    parts: dict[str, torch.Tensor] = {}
-    loss = torch.zeros((), device=device)
+    """One step's batches and losses of the parts trained (see the module doc). The batches are
+    drawn first, in a fixed order, so that a run's random stream does not depend on the losses."""
+    unrolls = frames = seen = None
     if "dynamics" in config.parts:
         unrolls = _to_device(dataset.unrolls(config.dynamics_batch_size, config.unroll_length(step), generator,
                                              config.perception_noise, config.success_fraction), device)
+    if "renderer" in config.parts:
+        frames = _to_device(dataset.frame_samples(config.batch_size, generator), device)
+    if "perception" in config.parts:
+        seen = _to_device(dataset.perception_samples(config.perception_batch_size, generator), device)
+    parts: dict[str, torch.Tensor] = {}
+    loss = torch.zeros((), device=device)
+    if unrolls is not None:
         dynamics = dynamics_loss(unwrapped, unrolls)
         loss = loss + config.dynamics_loss_weight * dynamics["loss"]
         parts.update(object_cm=dynamics["object_cm"], final_object_cm=dynamics["final_object_cm"],
                      joints=dynamics["joints"], rotation=dynamics["rotation"])
-    if "renderer" in config.parts:
-        frames = _to_device(dataset.frame_samples(config.batch_size, generator), device)
+    if frames is not None:
         with torch.autocast(device_type=device.type, enabled=config.mixed_precision != "no",
                             dtype=torch.bfloat16 if config.mixed_precision == "bf16" else torch.float16):
             rendered = renderer_loss(model, frames, config, generator, num_inference_steps)
         loss = loss + rendered["loss"]
         parts.update(frame_mse=rendered["frame_mse"])
-    if "perception" in config.parts:
-        seen = _to_device(dataset.perception_samples(config.perception_batch_size, generator), device)
+    if seen is not None:
         perceived = perception_loss(unwrapped, seen)
         loss = loss + config.perception_loss_weight * perceived["loss"]
         parts.update(perception_cm=perceived["position_cm"], kind_accuracy=perceived["kind_accuracy"],
