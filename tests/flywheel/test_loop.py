@@ -141,15 +141,24 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
     folder, w0_summary = finetune_w0(tmp_path / "w0-start", kept_back, robot_back, config, tmp_path / "w0", seed=0)
     assert folder == tmp_path / "w0" / "final" and (folder / "config.json").is_file()
     assert w0_summary["episodes"] == 3 and w0_summary["robot_episodes"] == 1 and w0_summary["steps"] == 2
-    trained = json.loads(next((tmp_path / "w0").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
-    assert trained["init_from"] == str(tmp_path / "w0-start") and trained["unroll_schedule"] == [[0.0, 0]]
-    assert (trained["batch_size"], trained["dynamics_batch_size"], trained["perception_batch_size"]) == (2, 3, 2)
+    assert w0_summary["appearance"]["num_episodes"] == 3 and w0_summary["physics"]["num_episodes"] == 1
+    looks = json.loads(next((tmp_path / "w0" / "appearance").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
+    physics = json.loads(next((tmp_path / "w0").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
+    assert looks["init_from"] == str(tmp_path / "w0-start") and looks["parts"] == ["renderer", "perception"]
+    assert physics["parts"] == ["dynamics"] and physics["unroll_schedule"] == [[0.0, 0]]
+    assert (looks["batch_size"], physics["dynamics_batch_size"], looks["perception_batch_size"]) == (2, 3, 2)
     start, tuned = load_world_model(str(tmp_path / "w0-start"), device="cpu"), load_world_model(str(folder), device="cpu")
     assert start.model_config == tuned.model_config  # the same architecture, other weights: fine-tuned
     moved = {name for name, weight in tuned.state_dict().items()
              if not torch.equal(weight, start.state_dict()[name])}
     assert any(name.startswith("dynamics.") for name in moved) and any(name.startswith("transformer.") for name in moved)
     assert any(name.startswith("perception.") for name in moved)
+    # without robot episodes the dynamics is not trained on W0's own predictions
+    looks_only, summary = finetune_w0(tmp_path / "w0-start", kept_back, [], config, tmp_path / "w0-kept", seed=0)
+    assert looks_only == tmp_path / "w0-kept" / "final" and summary["physics"] is None
+    kept_tuned = load_world_model(str(looks_only), device="cpu").state_dict()
+    assert all(torch.equal(kept_tuned[name], weight) for name, weight in start.state_dict().items()
+               if name.startswith("dynamics."))
     same, nothing = finetune_w0(tmp_path / "w0-start", [], [], config, tmp_path / "w0-none", seed=0)
     assert same == tmp_path / "w0-start" and nothing is None
 
