@@ -19,8 +19,9 @@ Each iteration ``k = 1 .. K`` of one *variant*:
 6. **deploy** the current R2 on the robot budget (``robot_episodes``, the simulator in its robot
    role, training demos only): its episodes, successes and failures, into the buffer and out as a
    dataset (`psi_gym.flywheel.robot`);
-7. **retrain**: W0 fine-tuned from the current W0 on kept + robot episodes; R2 cloned from the
-   current R2 on kept + robot successes (`psi_gym.flywheel.writeback`).
+7. **retrain**: W0 fine-tuned from the current W0 (renderer and perception on kept + robot
+   episodes, dynamics on the robot's alone); R2 cloned from the current R2 on the converted human
+   demos, kept trajectories and robot successes (`psi_gym.flywheel.writeback`).
 
 Reported per iteration (row 0 = before the first), all judged by the simulator on things the loop
 never trains or filters on (`psi_gym.flywheel.judge`): the filters' precision and recall on this

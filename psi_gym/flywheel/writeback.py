@@ -150,13 +150,13 @@ def finetune_w0(world_model_folder: str | os.PathLike, kept: Sequence[Episode], 
     out = Path(out)
 
     def train(start: str | os.PathLike, data: Sequence[Episode], parts: tuple[str, ...], folder: Path) -> dict[str, Any]:
-        train = TrainConfig(init_from=str(start), parts=parts, num_steps=config.w0_steps, batch_size=config.w0_batch_size,
-                            dynamics_batch_size=config.w0_dynamics_batch_size,
-                            perception_batch_size=config.w0_perception_batch_size, unroll_schedule=((0.0, 0),),
-                            learning_rate=config.w0_learning_rate, min_learning_rate=config.w0_learning_rate / 10,
-                            warmup_steps=max(1, config.w0_steps // 10), seed=seed, num_threads=config.threads,
-                            progress=config.progress, checkpoint_every=config.w0_steps)
-        return asdict(train_world_model(list(data), train, folder))
+        settings = TrainConfig(init_from=str(start), parts=parts, num_steps=config.w0_steps, batch_size=config.w0_batch_size,
+                               dynamics_batch_size=config.w0_dynamics_batch_size,
+                               perception_batch_size=config.w0_perception_batch_size, unroll_schedule=((0.0, 0),),
+                               learning_rate=config.w0_learning_rate, min_learning_rate=config.w0_learning_rate / 10,
+                               warmup_steps=max(1, config.w0_steps // 10), seed=seed, num_threads=config.threads,
+                               progress=config.progress, checkpoint_every=config.w0_steps)
+        return asdict(train_world_model(list(data), settings, folder))
 
     if not robot:
         appearance, physics = train(world_model_folder, episodes, ("renderer", "perception"), out), None
