@@ -217,8 +217,6 @@ def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
 
     for name in args.models:
         _check_model_folder(name, "--models")
-    if args.out.exists() and not args.out.is_dir():
-        raise ArgumentProblem("--out", f"{args.out} is a file; expected a folder")
     if (args.out / "config.json").exists() and not args.overwrite:
         raise ArgumentProblem("--out", f"{args.out} already holds a model; pass --overwrite to replace it")
     check_output_dir(args.out, "--out")
