@@ -55,6 +55,8 @@ class Args:
     """behaviour-cloning steps of R2 per iteration."""
     w0_steps: int = 60
     """fine-tuning steps of W0 per iteration."""
+    w0_rehearsal: int = 128
+    """episodes of W0's own training data beside the robot's when its dynamics is fine-tuned."""
     world_model: str = "default"
     """Psi-W0 to start from: 'default', a folder, or 'random:debug' (untrained: smoke tests)."""
     estimator: str = "default"
@@ -78,7 +80,8 @@ def main(args: Args) -> list[dict[str, float | None]]:
         iterations=args.iterations, demos_per_iteration=args.demos, heldout_demos=args.heldout_demos,
         robot_episodes=args.robot_episodes, compare_without_robot=False,
         search=SearchConfig(population=args.population, iterations=args.search_iterations, elites=2),
-        retrain=RetrainConfig(bc_steps=args.bc_steps, w0_steps=args.w0_steps, threads=args.threads),
+        retrain=RetrainConfig(bc_steps=args.bc_steps, w0_steps=args.w0_steps, w0_rehearsal=args.w0_rehearsal,
+                              threads=args.threads),
         world_model=args.world_model, estimator=args.estimator, policy_architecture=args.policy_architecture,
         seed=args.seed)
     # The judge's side (held-out demos, the ranking candidates, R2's closed-loop test) and the demo pool.
@@ -132,7 +135,9 @@ def main(args: Args) -> list[dict[str, float | None]]:
         # 7. retrain both models on what was written back
         kept, robot_data = read_exported(exported)
         folder, seed = out / f"iteration-{iteration}", args.seed + iteration
-        world_model, _ = finetune_w0(world_model, kept, robot_data, config.retrain, folder / "w0", seed=seed)
+        # (W0's dynamics learns from the robot's episodes with episodes of its own training data beside them)
+        world_model, _ = finetune_w0(world_model, kept, robot_data, config.retrain, folder / "w0", seed=seed,
+                                     rehearsal=flywheel.rehearsal() if robot_data else ())
         policy, summary = retrain_r2(policy, kept, robot_data, config.retrain, folder / "r2", seed=seed,
                                      human_demos=human_demos)
         if summary is not None:

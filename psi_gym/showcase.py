@@ -36,8 +36,8 @@ def showcase_config(seed: int = 0, world_model: str = "default", progress: bool 
 
     config = FlywheelConfig(
         iterations=3, demos_per_iteration=4, heldout_demos=10, ranking_candidates=4, variations=1,
-        search=SearchConfig(population=6, iterations=3, elites=2), consistency_reruns=2, robot_episodes=12,
-        retrain=RetrainConfig(bc_steps=60, w0_steps=40, threads=1), policy_architecture="cnn", videos=2,
+        search=SearchConfig(population=6, iterations=3, elites=2), robot_episodes=12,
+        retrain=RetrainConfig(bc_steps=60, w0_steps=40, w0_rehearsal=64, threads=1), policy_architecture="cnn", videos=2,
         world_model=world_model, seed=seed, progress=progress,
     )
     return dataclasses.replace(config, **changes)

@@ -13,7 +13,7 @@ from psi_gym.flywheel.writeback import RetrainConfig
 
 TINY = dict(iterations=1, demos_per_iteration=2, heldout_demos=2, ranking_candidates=2, robot_episodes=2,
             search=SearchConfig(population=2, iterations=1, elites=1), min_quality=0.0, videos=1,
-            retrain=RetrainConfig(bc_steps=2, w0_steps=2, w0_batch_size=2, threads=1))
+            retrain=RetrainConfig(bc_steps=2, w0_steps=2, w0_batch_size=2, w0_rehearsal=2, threads=1))
 
 
 @pytest.fixture(scope="module")

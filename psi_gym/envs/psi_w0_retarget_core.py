@@ -352,8 +352,11 @@ class PsiW0RetargetCore:
         """A core for ``config``, its names resolved once here (the edge): the world model by
         `load_world_model` (``device``, ``world_model_dtype``), the reward model by
         `resolve_reward_model` (with ``estimator``), the demos by `load_demo_set`. Objects in the
-        config are used as they are."""
-        world_model = load_world_model(config.world_model, config.device, config.world_model_dtype)
+        config are used as they are (a `WorldModel` is put in eval mode; any other `WorldStepper`,
+        e.g. a wrapper around W0, is stepped as it is)."""
+        world_model = config.world_model
+        if isinstance(world_model, WorldModel) or not isinstance(world_model, WorldStepper):
+            world_model = load_world_model(world_model, config.device, config.world_model_dtype)
         reward_model = resolve_reward_model(config.reward_model, config.estimator)
         demos = load_demo_set(config.demos, config.successful_demos_only)
         return cls(config, world_model, reward_model, demos, num_envs)

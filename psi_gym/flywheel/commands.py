@@ -50,6 +50,8 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elites", type=positive_int, default=c.search.elites)
     p.add_argument("--consistency-reruns", type=int_at_least(0), default=c.consistency_reruns,
                    help="W0 reruns of each candidate from perturbed starts (self-consistency; 0: none)")
+    p.add_argument("--consistency-noise", type=number_in(0), default=c.consistency_noise,
+                   help="m: shift of W0's reading of the object's start in each consistency rerun (per axis)")
     p.add_argument("--min-consistency", type=number_in(0, 1), default=c.min_consistency)
     p.add_argument("--min-quality", type=number_in(0, 1), default=c.min_quality)
     p.add_argument("--dedupe-distance", type=number_in(0), default=c.dedupe_distance)
@@ -57,6 +59,9 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
                    help="size of the smooth random residual added to R2's action on the robot (0: none)")
     p.add_argument("--bc-steps", type=positive_int, default=r.bc_steps)
     p.add_argument("--w0-steps", type=positive_int, default=r.w0_steps)
+    p.add_argument("--w0-learning-rate", type=number_in(0), default=r.w0_learning_rate, help="W0 fine-tuning peak rate")
+    p.add_argument("--w0-rehearsal", type=int_at_least(0), default=r.w0_rehearsal,
+                   help="episodes of W0's own training data beside the robot's in its dynamics fine-tuning (0: none)")
     p.add_argument("--w0-batch-size", type=positive_int, default=r.w0_batch_size, help="renderer frames per W0 step")
     p.add_argument("--w0-dynamics-batch-size", type=positive_int, default=r.w0_dynamics_batch_size,
                    help="whole-episode dynamics unrolls per W0 step")
@@ -86,9 +91,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
         heldout_seed=args.heldout_seed, ranking_candidates=args.ranking_candidates, variations=args.variations,
         search=SearchConfig(population=args.population, iterations=args.search_iterations,
                             elites=min(args.elites, args.population)),
-        consistency_reruns=args.consistency_reruns, min_consistency=args.min_consistency,
+        consistency_reruns=args.consistency_reruns, consistency_noise=args.consistency_noise,
+        min_consistency=args.min_consistency,
         min_quality=args.min_quality, dedupe_distance=args.dedupe_distance, exploration=args.exploration,
-        retrain=RetrainConfig(bc_steps=args.bc_steps, w0_steps=args.w0_steps, w0_batch_size=args.w0_batch_size,
+        retrain=RetrainConfig(bc_steps=args.bc_steps, w0_steps=args.w0_steps, w0_learning_rate=args.w0_learning_rate,
+                              w0_rehearsal=args.w0_rehearsal, w0_batch_size=args.w0_batch_size,
                               w0_dynamics_batch_size=args.w0_dynamics_batch_size,
                               w0_perception_batch_size=args.w0_perception_batch_size, threads=args.threads,
                               progress=False),

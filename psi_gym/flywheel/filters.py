@@ -19,8 +19,9 @@ Built in:
 ===================== =============================================================================
 `SuccessFilter`       W0's verdict (the reward model's success at the end of the episode), and
                       optionally a minimum W0 return
-`ConsistencyFilter`   W0 self-consistency: the same joint targets rerun in W0 from perturbed starts
-                      (each with its own seed); keep if W0 calls enough of the reruns successes
+`ConsistencyFilter`   W0 self-consistency: the same plan rerun in W0 with its reading of the object's
+                      start shifted (each with its own seed); keep if W0 calls enough of the
+                      reruns successes
 `DemoQualityFilter`   the demo's data quality as W0 scores it (`psi_gym.flywheel.quality`)
 `DedupeFilter`        drop a trajectory whose joint targets are within ``min_distance`` of one
                       already kept (or in the buffer) for the same demo
@@ -106,8 +107,9 @@ class ConsistencyFilter:
     the renderer draws noise, and the env's verdict is the estimator on the rendered final frame.
     So a rerun from the same start with another seed has the same predicted state by construction
     and tests only whether rendering noise moves the estimator's verdict; the flywheel's reruns
-    start from perturbed first frames (`psi_gym.flywheel.variation`, each with its own seed), which
-    change what perception reads and so the whole predicted trajectory, the noise as well."""
+    start from the demo's start with W0's reading of the object's position shifted
+    (`psi_gym.flywheel.variation.PerceptionNoise`, each with its own seed), which changes the whole
+    predicted trajectory, the noise as well."""
 
     name = "consistency"
 

@@ -15,6 +15,10 @@ W0* for free:
   reads off them, differ. ``appearance`` and ``frame`` change what perception reads, and with it
   the whole predicted trajectory.
 
+`PerceptionNoise` varies a start the other way: a W0 whose reading of the object's start position
+is off by a little (as the simulator's scene differs from what W0 saw);
+the flywheel's self-consistency reruns start from it (`psi_gym.flywheel.filters.ConsistencyFilter`).
+
 Every kind leaves the physical scene as it is (object size, pose, mass; the hand's start), so a
 trajectory refined from a varied start is still a plan for the demo's scene, and the simulator
 can judge it (evaluation only). Geometric changes (moving the object in the first frame) would
@@ -25,8 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
 from psi_gym.data.episode import Episode
 from psi_gym.sim.scene import OBJECT_RGBA
@@ -125,4 +131,42 @@ def vary_demos(demos: Sequence[Episode], per_demo: int, kinds: Sequence[str], rn
     return varied
 
 
-__all__ = ["KINDS", "VariationConfig", "object_mask", "vary_demo", "vary_demos", "vary_frame"]
+class PerceptionNoise:
+    """A world model (a `psi_gym.envs.psi_w0_retarget_core.WorldStepper`, e.g. W0) whose reading of the
+    object's start position is shifted by Gaussian noise of ``sigma`` m per horizontal axis, a new
+    shift at every reset (``seed`` makes them reproducible); everything else is the wrapped model's.
+
+    W0 reads the object's pose off the first frame and advances it deterministically, so a plan
+    rerun in W0 from the same start repeats its prediction; rerun from starts read off by about a
+    centimetre, it shows whether the predicted outcome holds when the object is not exactly where W0
+    saw it, the way it is not in the simulator's scene. The flywheel's self-consistency reruns use
+    it (`psi_gym.flywheel.loop.FlywheelConfig.consistency_noise` says what it measured); reruns from
+    recoloured or noisy first frames, which it replaces, changed no verdict."""
+
+    def __init__(self, world_model: Any, sigma: float, seed: int | None = None) -> None:
+        if not (np.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"sigma must be a finite number of metres >= 0, got {sigma!r}")
+        self.world_model = world_model
+        self.sigma = float(sigma)
+        self.rng = np.random.default_rng(seed)
+        self.image_size = world_model.image_size
+        self.num_context_frames = world_model.num_context_frames
+        self.device = world_model.device
+
+    def initial_state(self, frames: np.ndarray, joint_state: np.ndarray) -> Any:
+        state = self.world_model.initial_state(frames, joint_state)
+        shift = np.zeros((len(state), 3))
+        shift[:, :2] = self.rng.normal(0.0, self.sigma, (len(state), 2))
+        shift = torch.as_tensor(shift, dtype=state.object_position.dtype, device=state.object_position.device)
+        state.object_position = state.object_position + shift
+        state.previous_object_position = state.previous_object_position + shift
+        return state
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        return self.world_model.predict(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"PerceptionNoise({type(self.world_model).__name__}, sigma={self.sigma})"
+
+
+__all__ = ["KINDS", "PerceptionNoise", "VariationConfig", "object_mask", "vary_demo", "vary_demos", "vary_frame"]

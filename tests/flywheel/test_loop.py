@@ -28,7 +28,7 @@ def tiny_policy(tmp_path_factory):
 
 TINY = ["--demos-per-iteration", "3", "--heldout-demos", "2", "--ranking-candidates", "2", "--variations", "1",
         "--population", "2", "--search-iterations", "1", "--elites", "1", "--consistency-reruns", "2",
-        "--min-quality", "0", "--bc-steps", "2", "--w0-steps", "2", "--w0-batch-size", "2",
+        "--min-quality", "0", "--bc-steps", "2", "--w0-steps", "2", "--w0-batch-size", "2", "--w0-rehearsal", "2",
         "--world-model", "random:debug", "--estimator", "random", "--videos", "1", "--no-progress"]
 
 
@@ -102,6 +102,7 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
         finetune_w0,
         human_demo_sources,
         read_exported,
+        rehearsal_episodes,
         retrain_r2,
     )
     from psi_gym.world_model import load_world_model
@@ -138,10 +139,14 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
     assert summary["trajectories"] == 4 and summary["human_demos"] == 2  # the robot's failure is not cloned
     assert (tmp_path / "r2" / "final" / "config.json").is_file()
     load_world_model("random:debug", device="cpu").save_pretrained(tmp_path / "w0-start")
-    folder, w0_summary = finetune_w0(tmp_path / "w0-start", kept_back, robot_back, config, tmp_path / "w0", seed=0)
+    rehearsal = rehearsal_episodes(2)
+    folder, w0_summary = finetune_w0(tmp_path / "w0-start", kept_back, robot_back, config, tmp_path / "w0", seed=0,
+                                     rehearsal=rehearsal)
     assert folder == tmp_path / "w0" / "final" and (folder / "config.json").is_file()
     assert w0_summary["episodes"] == 3 and w0_summary["robot_episodes"] == 1 and w0_summary["steps"] == 2
-    assert w0_summary["appearance"]["num_episodes"] == 3 and w0_summary["physics"]["num_episodes"] == 1
+    # the dynamics learns from the robot's episode with W0's training data beside it; the looks without it
+    assert w0_summary["appearance"]["num_episodes"] == 3 and w0_summary["physics"]["num_episodes"] == 3
+    assert w0_summary["rehearsal_episodes"] == 2
     looks = json.loads(next((tmp_path / "w0" / "appearance").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
     physics = json.loads(next((tmp_path / "w0").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
     assert looks["init_from"] == str(tmp_path / "w0-start") and looks["parts"] == ["renderer", "perception"]
@@ -154,8 +159,10 @@ def test_write_back_exports_and_retrains_both_models(tmp_path, tiny_policy):
     assert any(name.startswith("dynamics.") for name in moved) and any(name.startswith("transformer.") for name in moved)
     assert any(name.startswith("perception.") for name in moved)
     # without robot episodes the dynamics is not trained on W0's own predictions
-    looks_only, summary = finetune_w0(tmp_path / "w0-start", kept_back, [], config, tmp_path / "w0-kept", seed=0)
+    looks_only, summary = finetune_w0(tmp_path / "w0-start", kept_back, [], config, tmp_path / "w0-kept", seed=0,
+                                      rehearsal=rehearsal)
     assert looks_only == tmp_path / "w0-kept" / "final" and summary["physics"] is None
+    assert summary["rehearsal_episodes"] == 0
     kept_tuned = load_world_model(str(looks_only), device="cpu").state_dict()
     assert all(torch.equal(kept_tuned[name], weight) for name, weight in start.state_dict().items()
                if name.startswith("dynamics."))
@@ -207,7 +214,7 @@ def test_flywheel_example_smoke(tmp_path):
     sys.modules[spec.name] = example  # dataclasses look their module up there
     spec.loader.exec_module(example)
     rows = example.main(example.Args(iterations=1, demos=2, heldout_demos=2, robot_episodes=1, population=2,
-                                     search_iterations=1, bc_steps=2, w0_steps=2, world_model="random:debug",
+                                     search_iterations=1, bc_steps=2, w0_steps=2, w0_rehearsal=2, world_model="random:debug",
                                      estimator="random", policy_architecture="cnn", out=str(tmp_path / "run")))
     assert [row["iteration"] for row in rows] == [0, 1]
     assert set(rows[1]) == {"iteration", "kept", "filter_precision", "w0_false_success_rate", "w0_spearman",
@@ -215,10 +222,11 @@ def test_flywheel_example_smoke(tmp_path):
     assert len(FlywheelBuffer.read(tmp_path / "run" / "buffer").select(sources=["robot_episode"])) == 1
 
 
-def test_consistency_reruns_start_from_perturbed_first_frames(monkeypatch):
+def test_consistency_reruns_start_from_the_demo_with_perceived_object_shifted(monkeypatch):
     """A rerun from the same start with another seed has W0's predicted state by construction (its
-    state is read off the first frame and advanced deterministically), so the flywheel's
-    consistency reruns start from perturbed first frames instead, which change that state."""
+    state is read off the first frame and advanced deterministically), so the flywheel's consistency
+    reruns start from the demo's own start with W0's reading of the object shifted (`PerceptionNoise`),
+    a new shift at every reset, which changes that state."""
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode
 
@@ -226,26 +234,38 @@ def test_consistency_reruns_start_from_perturbed_first_frames(monkeypatch):
     from psi_gym.agents.search import SearchConfig
     from psi_gym.flywheel import loop
     from psi_gym.flywheel.loop import FlywheelConfig, refine_and_filter
-    from psi_gym.flywheel.variation import vary_demos
+    from psi_gym.flywheel.variation import PerceptionNoise
+    from psi_gym.world_model import load_world_model
 
     demos = make_demos(4242, [0], 0)
-    starts = [demos[0].start, *vary_demos([demos[0].start], 1, ["appearance"], np.random.default_rng(0))]
-    env = gym.make_vec("PsiW0-Retarget-v0", num_envs=3, autoreset_mode=AutoresetMode.DISABLED,
-                       world_model="random:debug", estimator="random", demos=starts, successful_demos_only=False)
-    base, varied = rollouts.demo_refs(env)
-    plan = np.zeros((base.horizon, 22), np.float32)
-    result = rollouts.run_plans_in_env(env, [base, base, varied], [plan] * 3, [1, 2, 1], record_episodes=True)
-    env.close()
-    same_start, other_seed, perturbed = result.episodes
+    world_model = load_world_model("random:debug", device="cpu")
+
+    def run(model, seeds):
+        env = gym.make_vec("PsiW0-Retarget-v0", num_envs=len(seeds), autoreset_mode=AutoresetMode.DISABLED,
+                           world_model=model, estimator="random", demos=[demos[0].start], successful_demos_only=False)
+        base = rollouts.demo_refs(env)[0]
+        plan = np.zeros((base.horizon, 22), np.float32)
+        result = rollouts.run_plans_in_env(env, [base] * len(seeds), [plan] * len(seeds), seeds, record_episodes=True)
+        env.close()
+        return result.episodes
+
+    same_start, other_seed = run(world_model, [1, 2])
     np.testing.assert_array_equal(same_start.state, other_seed.state)
     np.testing.assert_array_equal(same_start.object_pose, other_seed.object_pose)
-    assert np.abs(perturbed.object_pose - same_start.object_pose).max() > 0
+    first, second = run(PerceptionNoise(world_model, sigma=0.003, seed=0), [1, 1])
+    for shifted in (first, second):
+        offset = shifted.object_pose[0, :3] - same_start.object_pose[0, :3]
+        assert 0 < np.abs(offset[:2]).max() < 0.02 and offset[2] == 0  # a few mm, horizontal only
+        assert np.abs(shifted.object_pose - same_start.object_pose).max() > 0
+    assert not np.array_equal(first.object_pose[0], second.object_pose[0])  # a new shift per reset
+    with pytest.raises(ValueError, match="sigma"):
+        PerceptionNoise(world_model, sigma=float("nan"))
 
     reruns = []
     real = rollouts.run_plans_in_env
 
     def recorded(env, rows, plans, seeds, **kwargs):
-        reruns.append(([row.demo_id for row in rows], list(seeds)))
+        reruns.append(([row.demo_id for row in rows], list(seeds), repr(env.unwrapped.core.world_model)))
         return real(env, rows, plans, seeds, **kwargs)
 
     monkeypatch.setattr(rollouts, "run_plans_in_env", recorded)  # only the consistency reruns call it from here
@@ -261,12 +281,16 @@ def test_consistency_reruns_start_from_perturbed_first_frames(monkeypatch):
 
     monkeypatch.setattr(loop, "SuccessFilter", EveryCandidate)
     config = FlywheelConfig(demos_per_iteration=1, heldout_demos=1, variations=1, consistency_reruns=2,
-                            min_quality=0.0, search=SearchConfig(population=2, iterations=1, elites=1),
+                            consistency_noise=0.004, min_quality=0.0,
+                            search=SearchConfig(population=2, iterations=1, elites=1),
                             world_model="random:debug", estimator="random", progress=False)
     outcome = refine_and_filter(config, "random:debug", demos, 1, {}, np.random.default_rng(0), lambda message: None)
     rerun = [c for c in outcome.candidates if "consistency" in c.scores]
-    rows = [demo_id for ids, _ in reruns for demo_id in ids]
-    seeds = [seed for _, batch in reruns for seed in batch]
+    rows = [demo_id for ids, _, _ in reruns for demo_id in ids]
+    seeds = [seed for _, batch, _ in reruns for seed in batch]
     assert len(rerun) == len(outcome.candidates) == 3  # raw, refined, one varied start
     assert len(rows) == 2 * len(rerun) and len(set(seeds)) == len(seeds)
-    assert all(demo_id.startswith(demos[0].demo_id + "~c") for demo_id in rows), rows
+    assert set(rows) == {demos[0].demo_id}  # the demo's own start, also for the varied start's plan
+    assert all(model == "PerceptionNoise(WorldModel, sigma=0.004)" for _, _, model in reruns)
+    with pytest.raises(ValueError, match="consistency_noise"):
+        FlywheelConfig(consistency_noise=-0.001)
