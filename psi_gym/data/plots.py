@@ -65,6 +65,11 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
+def _whole_ticks(ticks: list[float]) -> list[float]:
+    """The whole numbers among ``ticks`` (an axis of counts: iterations, steps), or ``ticks`` if none is."""
+    return [t for t in ticks if float(t).is_integer()] or ticks
+
+
 def _label(value: float) -> str:
     if value == 0:
         return "0"
@@ -104,7 +109,8 @@ def _draw_panel(image: Image.Image, origin: tuple[int, int], panel: Panel) -> No
     x_pad = 0.03 * (x_high - x_low)
     x_low, x_high = x_low - x_pad, x_high + x_pad
     pad = 0.05 * (y_high - y_low)
-    y_low, y_high = (y_low if panel.y_from_zero and y_low == 0 else y_low - pad), y_high + pad
+    legend_room = (16 * len(points) + 16) / (bottom - top) * (y_high - y_low)  # the legend sits above the data
+    y_low, y_high = (y_low if panel.y_from_zero and y_low == 0 else y_low - pad), y_high + pad + legend_room
 
     def px(x: float) -> float:
         return left + (fx(x) - x_low) / (x_high - x_low) * (right - left)
@@ -119,6 +125,8 @@ def _draw_panel(image: Image.Image, origin: tuple[int, int], panel: Panel) -> No
         x_ticks = sorted({t for t in x_ticks if x_low - 1e-9 <= math.log10(t) <= x_high + 1e-9})
     else:
         x_ticks = _ticks(x_low, x_high)
+        if all(float(x).is_integer() for x, _ in every):  # counts: no tick at iteration 1.5
+            x_ticks = _whole_ticks(x_ticks)
     for tick in x_ticks:
         x = px(tick)
         draw.line([(x, top), (x, bottom)], fill=(230, 230, 230))
