@@ -21,8 +21,9 @@ Each iteration ``k = 1 .. K`` of one *variant*:
    role, training demos only): its episodes, successes and failures, into the buffer and out as a
    dataset (`psi_gym.flywheel.robot`);
 7. **retrain**: W0 fine-tuned from the current W0 (renderer and perception on kept + robot
-   episodes, dynamics on the robot's with episodes of W0's own training data beside them); R2 cloned from the current R2 on the converted human
-   demos, kept trajectories and robot successes (`psi_gym.flywheel.writeback`).
+   episodes, dynamics on the robot's with episodes of W0's own training data beside them); R2
+   cloned from the current R2 on the converted human demos, kept trajectories and robot successes
+   (`psi_gym.flywheel.writeback`).
 
 Reported per iteration (row 0 = before the first), all judged by the simulator on things the loop
 never trains or filters on (`psi_gym.flywheel.judge`): the filters' precision and recall on this
@@ -251,7 +252,6 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
     from psi_gym.flywheel.quality import demo_quality
     from psi_gym.flywheel.rollouts import run_episodes
     from psi_gym.flywheel.variation import PerceptionNoise, vary_demos
-    from psi_gym.world_model import load_world_model
 
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
@@ -299,7 +299,7 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
     def rerun(todo: Sequence[Candidate]) -> np.ndarray:
         if R == 0:
             return np.ones((len(todo), 0), bool)
-        noisy = PerceptionNoise(load_world_model(world_model), config.consistency_noise, seeds(1)[0])
+        noisy = PerceptionNoise(env.unwrapped.core.world_model, config.consistency_noise, seeds(1)[0])
         check_env = _w0_env(config, noisy, starts, max(1, min(config.max_rows, len(todo) * R)))
         check_refs = demo_refs(check_env)
         rows, plans = [], []

@@ -9,10 +9,11 @@
   as labels only where W0 says the raw retarget succeeds), every kept trajectory, and the robot's
   successes;
 * `finetune_w0`: Psi-W0 fine-tuned (``TrainConfig(init_from=<current W0 folder>)``): its renderer
-  and perception on the union plus every robot episode, its dynamics on the robot episodes alone,
-  failures included (their true object poses are what corrects W0's physics; a kept trajectory's
-  poses are W0's own predictions), with episodes of W0's own training data beside them
-  (`rehearsal_episodes`) so that a few dozen episodes do not pull it away from what it knew.
+  and perception on the union plus every robot episode, its dynamics on the robot episodes (not
+  the kept trajectories), failures included (their true object poses are what corrects W0's
+  physics; a kept trajectory's poses are W0's own predictions), with episodes of W0's own training
+  data beside them (`rehearsal_episodes`) so that a few dozen episodes do not pull it away from what
+  it knew.
 
 The trainers read the exported datasets (the converted human demos, which carry a touch label a
 robot `Episode` has no field for, straight from the buffer), so what the models learn from is
