@@ -49,7 +49,7 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--search-iterations", type=positive_int, default=c.search.iterations, help="CEM iterations")
     p.add_argument("--elites", type=positive_int, default=c.search.elites)
     p.add_argument("--consistency-reruns", type=int_at_least(0), default=c.consistency_reruns,
-                   help="W0 reruns of each candidate from perturbed starts (self-consistency; 0: none)")
+                   help="W0 reruns of each candidate from its demo's start, W0's reading of the object shifted (self-consistency; 0: none)")
     p.add_argument("--consistency-noise", type=number_in(0), default=c.consistency_noise,
                    help="m: shift of W0's reading of the object's start in each consistency rerun (per axis)")
     p.add_argument("--min-consistency", type=number_in(0, 1), default=c.min_consistency)
