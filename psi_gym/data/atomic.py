@@ -173,8 +173,10 @@ def hold_lock(final: str | os.PathLike) -> Iterator[Path]:
                     f"{final} is being written by another process{holder} (it holds {path}); wait for it to "
                     "finish, or write somewhere else") from None
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # write first, then cut: a reader never sees an empty file where a stale pid was
+        stamp = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, stamp, 0)
+        os.ftruncate(fd, len(stamp))
         with _held_guard:
             _held[key] = (fd, 1, me)
     try:
@@ -189,12 +191,23 @@ def hold_lock(final: str | os.PathLike) -> Iterator[Path]:
                 os.close(fd)  # releases the flock
 
 
-def _read_holder(fd: int) -> str:
-    try:
-        pid = os.pread(fd, 32, 0).decode().strip()
-    except OSError:
-        return ""
-    return f" (pid {pid})" if pid.isdigit() else ""
+def _read_holder(fd: int, wait: float = 0.5) -> str:
+    """`` (pid N)`` of the lock's holder, or "" if it cannot be read.
+
+    A holder writes its pid just after it takes the lock; a reader that loses the race by
+    microseconds finds the file still empty, so it looks again for up to ``wait`` seconds.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").split("\n")[0].strip()
+        except OSError:
+            return ""
+        if pid.isdigit():
+            return f" (pid {pid})"
+        if time.monotonic() >= deadline:
+            return ""
+        time.sleep(0.01)
 
 
 def is_locked(final: str | os.PathLike) -> bool:

@@ -121,3 +121,26 @@ def test_an_error_in_the_second_rename_puts_the_old_folder_back(tmp_path, monkey
 def test_write_bytes_atomic(tmp_path):
     path = write_bytes_atomic(tmp_path / "meta" / "info.json", b"{}")
     assert path.read_bytes() == b"{}" and sorted(p.name for p in path.parent.iterdir()) == ["info.json"]
+
+
+def test_a_second_writer_names_the_holder_even_when_it_is_not_written_yet(tmp_path):
+    """The holder takes the flock, then writes its pid: a loser in between still names it."""
+    import fcntl
+    import os
+    import threading
+
+    from psi_gym.data.atomic import TargetLockedError, hold_lock, lock_path
+
+    final = tmp_path / "out"
+    path = lock_path(final)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # locked, pid not yet written
+        writer = threading.Timer(0.1, lambda: os.pwrite(fd, b"4242\n", 0))
+        writer.start()
+        with pytest.raises(TargetLockedError, match=r"being written by another process \(pid 4242\)"):
+            with hold_lock(final):
+                pass
+        writer.join()
+    finally:
+        os.close(fd)
