@@ -1,0 +1,29 @@
+"""The benchmark scripts a README figure names run on a tiny size and write what they say."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_w0_exploits_judges_the_refined_plans_and_writes_its_exploits(tmp_path):
+    out = tmp_path / "exploits"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "w0_exploits.py"), "--pool", "43", "--demos", "3",
+                             "--population", "4", "--iterations", "2", "--elites", "2", "--per-demo", "2",
+                             "--collect", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("3 held-out demos (pool 43); raw retarget in the simulator:")
+    assert any(line.startswith("default: refined in W0, sim success") for line in lines), lines
+
+    from psi_gym.data.lerobot import EpisodeDataset
+    from psi_gym.sim.verify import verify
+
+    dataset = EpisodeDataset(out)
+    assert 3 <= len(dataset) <= 3 * (1 + 2)  # each demo's final plan and up to 2 later candidates
+    episode = dataset[0]
+    assert episode.metadata["kind"] == "w0_exploit" and episode.frames.shape[1:] == (64, 64, 3)
+    assert verify(episode).success == episode.success  # the label is the simulator's, replayed again
