@@ -116,6 +116,13 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--success-fraction", type=number_in(0, 1), default=None,
                         help="share of the dynamics' unrolls drawn from successful episodes (default: episodes "
                              "uniformly)")
+    fresh = tiny_config()
+    parser.add_argument("--dynamics-width", type=positive_int, default=None,
+                        help=f"hidden width of a fresh W0's dynamics MLP (default {fresh.dynamics_hidden_dim}); a W0 from "
+                             "--init-from keeps its own")
+    parser.add_argument("--dynamics-layers", type=positive_int, default=None,
+                        help=f"hidden layers of a fresh W0's dynamics MLP (default {fresh.dynamics_num_layers}); a W0 from "
+                             "--init-from keeps its own")
     parser.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
     parser.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--log-with", type=log_with, default="auto", metavar="{auto,csv,tensorboard,none}",
@@ -134,9 +141,15 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         raise ArgumentProblem("--out", f"{args.out} is a file; expected a folder")
     _check_datasets(args.data, "--data")
     _check_model_folder(args.init_from, "--init-from")
+    sizes = {"dynamics_hidden_dim": args.dynamics_width, "dynamics_num_layers": args.dynamics_layers}
+    sizes = {name: value for name, value in sizes.items() if value is not None}
+    if sizes and args.init_from:
+        flag = "--dynamics-width" if args.dynamics_width is not None else "--dynamics-layers"
+        raise ArgumentProblem(flag, f"sizes a fresh W0; the W0 from --init-from ({args.init_from}) keeps its own sizes: "
+                                    "drop --init-from to train one of this size from scratch")
     check_output_dir(args.out, "--out")  # made only once the inputs are known to be good
     config = TrainConfig(
-        model=tiny_config(),
+        model=dataclasses.replace(tiny_config(), **sizes),
         init_from=args.init_from,
         num_steps=args.steps,
         batch_size=args.batch_size,

@@ -48,3 +48,22 @@ def test_train_w0_parts_and_unroll_schedule_flags(tmp_path, capsys):
         err = capsys.readouterr().err
         assert flag in err and "expected" in err, err
         assert not (tmp_path / "bad").exists()
+
+
+def test_train_w0_sizes_a_fresh_dynamics_and_refuses_to_resize_an_init_from(tmp_path, capsys):
+    data = tmp_path / "rollouts"
+    write_dataset(data, [trim(ep, 6) for ep in make_episodes(2, image_size=64)])
+    base = ["train-w0", "--data", str(data), "--steps", "1", "--batch-size", "1", "--dynamics-batch-size", "2",
+            "--no-progress", "--log-with", "none", "--json"]
+    assert main(base + ["--out", str(tmp_path / "wide"), "--dynamics-width", "96", "--dynamics-layers", "2"]) == 0
+    capsys.readouterr()
+    model = WorldModel.from_pretrained(tmp_path / "wide" / "final")
+    assert (model.config.dynamics_hidden_dim, model.config.dynamics_num_layers) == (96, 2)
+    assert model.dynamics.trunk[0].out_features == 96 and len(model.dynamics.trunk) == 2 * 3  # Linear, LayerNorm, SiLU
+    for flag in ("--dynamics-width", "--dynamics-layers"):
+        assert main(base + ["--out", str(tmp_path / "bad"), "--init-from", str(tmp_path / "wide" / "final"), flag, "64"]) == 2
+        err = capsys.readouterr().err
+        assert flag in err and "--init-from" in err, err
+        assert main(base + ["--out", str(tmp_path / "bad"), flag, "0"]) == 2
+        assert flag in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
