@@ -42,23 +42,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from gymnasium.vector import AutoresetMode
-
-    from psi_gym.agents.rollouts import demo_refs, plan_targets, run_plans_in_sim, sim_tracking_return
-    from psi_gym.agents.world_model_report import _thetas, heldout_demos
-    from psi_gym.envs.psi_w0_retarget_vector import PsiW0RetargetVectorEnv
+    from psi_gym.agents.rollouts import plan_targets, run_plans_in_sim, sim_tracking_return
+    from psi_gym.agents.world_model_report import _thetas, heldout_refs
     from psi_gym.sim.residuals import residual_actions
     from psi_gym.sim.scene import SceneParams
     from psi_gym.sim.tasks import get_task
     from psi_gym.world_model import WorldModel
 
     # the candidates, drawn exactly as world_model_report draws them
-    demos = heldout_demos(args.seed, args.demos, 0.25, 64)
-    env = PsiW0RetargetVectorEnv(num_envs=1, world_model="random:debug", reward_model=lambda batch: np.zeros(len(batch)),
-                                 demos=demos, successful_demos_only=False, autoreset_mode=AutoresetMode.DISABLED)
-    refs = demo_refs(env)
-    env.close()
-    first_frames = np.stack([demo.frames[0] for demo in demos])
+    refs, first_frames = heldout_refs(args.seed, args.demos)
     rng = np.random.default_rng([args.seed, 1])
     rows, plans = [], []
     for ref in refs:

@@ -90,6 +90,21 @@ def heldout_demos(seed: int, count: int, generalization_fraction: float = 0.25, 
     return demos
 
 
+def heldout_refs(seed: int, count: int) -> tuple[list[DemoRef], np.ndarray]:
+    """`heldout_demos` as a refiner sees them, without a world model: their `DemoRef` (read through
+    a PsiW0-Retarget env on an untrained W0, which is never stepped) and their first frames (N, H, W, 3)."""
+    from gymnasium.vector import AutoresetMode
+
+    from psi_gym.envs.psi_w0_retarget_vector import PsiW0RetargetVectorEnv
+
+    demos = heldout_demos(seed, count)
+    env = PsiW0RetargetVectorEnv(num_envs=1, world_model="random:debug", reward_model=lambda batch: np.zeros(len(batch)),
+                                 demos=demos, successful_demos_only=False, autoreset_mode=AutoresetMode.DISABLED)
+    refs = demo_refs(env)
+    env.close()
+    return refs, np.stack([demo.frames[0] for demo in demos])
+
+
 def _thetas(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
     sizes = np.concatenate([[0.0], rng.choice(RESIDUAL_SIZES, size=count - 1)])
     thetas = np.stack([random_theta(rng, size) for size in sizes])
