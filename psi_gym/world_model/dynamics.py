@@ -208,6 +208,26 @@ class DynamicsEnsemble(nn.Module):
         return self.lead.advance(state, delta)
 
 
+class TensorStep(nn.Module):
+    """``dynamics.step`` on plain tensors, ``(q, q_prev, p, p_prev, R, R_prev, descriptor, u,
+    target_points, target_palm) -> (q', p', R')``: what ``torch.compile`` traces for the unrolled
+    training loss (`psi_gym.world_model.losses.dynamics_loss`), with no dataclass or frame in the graph."""
+
+    def __init__(self, dynamics: StateDynamics) -> None:
+        super().__init__()
+        self.dynamics = dynamics
+
+    def forward(self, q: torch.Tensor, q_prev: torch.Tensor, p: torch.Tensor, p_prev: torch.Tensor,
+                rotation: torch.Tensor, rotation_prev: torch.Tensor, descriptor: torch.Tensor,
+                joint_targets: torch.Tensor, target_points: torch.Tensor,
+                target_palm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        state = WorldState(joint_state=q, previous_joint_state=q_prev, object_position=p, previous_object_position=p_prev,
+                           object_rotation=rotation, previous_object_rotation=rotation_prev,
+                           object_descriptor=descriptor, scene_frame=descriptor)  # the step never reads the frame
+        after = self.dynamics.step(state, joint_targets, (target_points, target_palm))
+        return after.joint_state, after.object_position, after.object_rotation
+
+
 def make_dynamics(num_members: int, hidden_dim: int, num_layers: int) -> StateDynamics | DynamicsEnsemble:
     """One `StateDynamics`, or a `DynamicsEnsemble` of ``num_members`` > 1."""
     if num_members < 1:

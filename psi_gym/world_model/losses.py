@@ -15,13 +15,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
 from .config import TIME_SAMPLINGS, TrainConfig
 from .dataset import FrameBatch, PerceptionBatch, UnrollBatch
-from .dynamics import dynamics_members
+from .dynamics import TensorStep, dynamics_members
 from .sampler import sampling_sigmas
 from .world_state import OBJECT_KINDS
 
@@ -51,31 +53,48 @@ def change_weights(target: torch.Tensor, reference: torch.Tensor, config: TrainC
     return 1.0 + config.change_weight * changed
 
 
-def dynamics_loss(model, batch: UnrollBatch) -> dict[str, torch.Tensor]:
+def dynamics_loss(model, batch: UnrollBatch, steps: Sequence[Callable] | None = None) -> dict[str, torch.Tensor]:
     """Unroll the dynamics over ``batch`` (see the module doc); ``loss`` and its parts. An ensemble's
     members are each unrolled on their own predictions (so they stay apart): the loss and its parts
-    are the members' mean."""
+    are the members' mean. ``steps``: one step function per member with `TensorStep`'s signature
+    (e.g. compiled ones, `compiled_steps`); default: the members' own `TensorStep`."""
     members = dynamics_members(model.dynamics)
-    parts = [_unroll_loss(member, batch) for member in members]
+    steps = list(steps) if steps is not None else [TensorStep(member) for member in members]
+    if len(steps) != len(members):
+        raise ValueError(f"{len(steps)} step functions for {len(members)} dynamics members")
+    parts = [_unroll_loss(member, step, batch) for member, step in zip(members, steps)]
     return {key: torch.stack([part[key] for part in parts]).mean() for key in parts[0]}
 
 
-def _unroll_loss(dynamics, batch: UnrollBatch) -> dict[str, torch.Tensor]:
-    state = batch.start
+def compiled_steps(model) -> list[Callable]:
+    """``torch.compile``d `TensorStep` of each dynamics member of ``model`` (static shapes: an unroll's
+    steps all share one graph; `TrainConfig.compile`)."""
+    return [torch.compile(TensorStep(member), dynamic=False) for member in dynamics_members(model.dynamics)]
+
+
+def _unroll_loss(dynamics, step: Callable, batch: UnrollBatch) -> dict[str, torch.Tensor]:
+    start = batch.start
+    q, q_prev, p, p_prev = start.joint_state, start.previous_joint_state, start.object_position, start.previous_object_position
+    rotation, rotation_prev = start.object_rotation, start.previous_object_rotation
     positions, joints, rotations = [], [], []
     target_points, target_palm = dynamics.target_geometry(batch.targets)
     for t in range(batch.targets.shape[1]):
-        state = dynamics.step(state, batch.targets[:, t], (target_points[:, t], target_palm[:, t]))
-        positions.append(state.object_position)
-        joints.append(state.joint_state)
-        rotations.append(state.object_rotation)
+        # each step's slices as fresh tensors: a compiled step would see a new storage offset (and
+        # compile again) for every t otherwise
+        q_next, p_next, rotation_next = step(q, q_prev, p, p_prev, rotation, rotation_prev, start.object_descriptor,
+                                             batch.targets[:, t].clone(), target_points[:, t].clone(),
+                                             target_palm[:, t].clone())
+        q_prev, p_prev, rotation_prev, q, p, rotation = q, p, rotation, q_next, p_next, rotation_next
+        positions.append(p)
+        joints.append(q)
+        rotations.append(rotation)
     position, joint, rotation = torch.stack(positions, 1), torch.stack(joints, 1), torch.stack(rotations, 1)
     mask = batch.mask
     count = mask.sum().clamp_min(1.0)
     error_cm = (position - batch.object_position).norm(dim=-1) * 100.0
     position_loss = (F.smooth_l1_loss(error_cm, torch.zeros_like(error_cm), beta=1.0, reduction="none") * mask).sum() / count
     joint_loss = ((((joint - batch.joint_state) / dynamics.joint_step) ** 2).mean(-1) * mask).sum() / count
-    not_sphere = 1.0 - batch.start.object_descriptor[:, :1]
+    not_sphere = 1.0 - start.object_descriptor[:, :1]
     rotation_error = ((rotation - batch.object_rotation) ** 2).sum((-1, -2)) * not_sphere
     rotation_loss = (rotation_error * mask).sum() / count
     loss = position_loss + joint_loss + 0.5 * rotation_loss

@@ -47,7 +47,7 @@ from psi_gym.data.episode import Episode
 from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
 from .config import PARTS, TIME_SAMPLINGS, TrainConfig, WorldModelConfig
 from .dataset import EpisodeTensors
-from .losses import dynamics_loss, perception_loss, renderer_loss
+from .losses import compiled_steps, dynamics_loss, perception_loss, renderer_loss
 from .model import WorldModel
 from .schedule import warmup_cosine_learning_rate
 
@@ -198,7 +198,11 @@ class TrainSummary:
 
 
 def build_model(config: TrainConfig) -> WorldModel:
-    """A fresh (seeded) world model, or one from ``config.init_from`` (a W0 or a Wan diffusers folder)."""
+    """A fresh (seeded) world model, or one from ``config.init_from`` (a W0 or a Wan diffusers
+    folder), with a fresh dynamics if ``config.fresh_dynamics``."""
+    if config.fresh_dynamics and config.init_from is None:
+        raise ValueError("fresh_dynamics replaces the dynamics of the world model in init_from; without init_from "
+                         "the whole model is fresh anyway")
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global RNG
         torch.manual_seed(config.seed)
         if config.init_from is None:
@@ -206,8 +210,24 @@ def build_model(config: TrainConfig) -> WorldModel:
         if is_wan_folder(config.init_from):
             # a pretrained Wan backbone for the renderer: everything around it comes from config.model
             overrides = {k: v for k, v in config.model.to_kwargs().items() if k != "backbone"}
-            return WorldModel.from_pretrained(config.init_from, **overrides)
-        return WorldModel.from_pretrained(config.init_from)  # fine-tune a world model
+            model = WorldModel.from_pretrained(config.init_from, **overrides)
+        else:
+            model = WorldModel.from_pretrained(config.init_from)  # fine-tune a world model
+        return with_fresh_dynamics(model, config.model) if config.fresh_dynamics else model
+
+
+def with_fresh_dynamics(model: WorldModel, sizes: WorldModelConfig) -> WorldModel:
+    """``model``'s perception and renderer with a newly initialised dynamics of ``sizes``'
+    ``dynamics_hidden_dim`` x ``dynamics_num_layers`` (``dynamics_members`` of them)."""
+    config = dataclasses.replace(model.model_config, dynamics_hidden_dim=sizes.dynamics_hidden_dim,
+                                 dynamics_num_layers=sizes.dynamics_num_layers,
+                                 dynamics_members=sizes.dynamics_members)
+    fresh = WorldModel.from_model_config(config)
+    kept = {key: value for key, value in model.state_dict().items() if not key.startswith("dynamics.")}
+    missing, unexpected = fresh.load_state_dict(kept, strict=False)
+    if unexpected or any(not key.startswith("dynamics.") for key in missing):
+        raise ValueError(f"the world model does not fit its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return fresh
 
 
 def train_world_model(
@@ -309,6 +329,7 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
     unwrapped: WorldModel = accelerator.unwrap_model(model)
     device = accelerator.device
     steps_for_levels = int(unwrapped.config.num_inference_steps)
+    dynamics_steps = compiled_steps(unwrapped) if config.compile and "dynamics" in config.parts else None
 
     history: list[dict[str, float]] = list(trainer_state.get("history", []))
     # the moving averages go on where the checkpoint left them (a finished run reports its loss)
@@ -325,7 +346,7 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine_learning_rate(step, config.learning_rate, config.min_learning_rate,
                                                       config.warmup_steps, config.num_steps)
-        parts = _losses(model, unwrapped, dataset, config, step, generator, device, steps_for_levels)
+        parts = _losses(model, unwrapped, dataset, config, step, generator, device, steps_for_levels, dynamics_steps)
         accelerator.backward(parts["loss"])
         if config.grad_clip > 0:
             accelerator.clip_grad_norm_(trained, config.grad_clip)
@@ -413,9 +434,11 @@ def trained_parameters(model: torch.nn.Module, parts: Sequence[str]) -> list[tor
 
 
 def _losses(model: torch.nn.Module, unwrapped: WorldModel, dataset: EpisodeTensors, config: TrainConfig, step: int,
-            generator: torch.Generator, device: torch.device, num_inference_steps: int) -> dict[str, torch.Tensor]:
+            generator: torch.Generator, device: torch.device, num_inference_steps: int,
+            dynamics_steps: Sequence[Callable] | None = None) -> dict[str, torch.Tensor]:
     """One step's batches and losses of the parts trained (see the module doc). The batches are
-    drawn first, in a fixed order, so that a run's random stream does not depend on the losses."""
+    drawn first, in a fixed order, so that a run's random stream does not depend on the losses.
+    ``dynamics_steps``: the dynamics' (compiled) step functions (`dynamics_loss`)."""
     unrolls = frames = seen = None
     if "dynamics" in config.parts:
         unrolls = _to_device(dataset.unrolls(config.dynamics_batch_size, config.unroll_length(step), generator,
@@ -427,7 +450,7 @@ def _losses(model: torch.nn.Module, unwrapped: WorldModel, dataset: EpisodeTenso
     parts: dict[str, torch.Tensor] = {}
     loss = torch.zeros((), device=device)
     if unrolls is not None:
-        dynamics = dynamics_loss(unwrapped, unrolls)
+        dynamics = dynamics_loss(unwrapped, unrolls, dynamics_steps)
         loss = loss + config.dynamics_loss_weight * dynamics["loss"]
         parts.update(object_cm=dynamics["object_cm"], final_object_cm=dynamics["final_object_cm"],
                      joints=dynamics["joints"], rotation=dynamics["rotation"])

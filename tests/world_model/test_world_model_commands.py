@@ -1,5 +1,7 @@
 import json
 
+import torch
+
 from psi_gym.cli import main
 from psi_gym.data.lerobot import write_dataset
 from psi_gym.world_model.model import WorldModel
@@ -30,11 +32,16 @@ def test_train_w0_missing_data_is_one_clear_error(tmp_path, capsys):
     assert "train-w0: error" in capsys.readouterr().err
 
 
-def test_train_w0_parts_and_unroll_schedule_flags(tmp_path, capsys):
+def _one_step_train_args(tmp_path) -> list[str]:
+    """``train-w0`` on two tiny episodes for one step (add ``--out``)."""
     data = tmp_path / "rollouts"
     write_dataset(data, [trim(ep, 6) for ep in make_episodes(2, image_size=64)])
-    base = ["train-w0", "--data", str(data), "--steps", "1", "--batch-size", "1", "--dynamics-batch-size", "2",
+    return ["train-w0", "--data", str(data), "--steps", "1", "--batch-size", "1", "--dynamics-batch-size", "2",
             "--no-progress", "--log-with", "none", "--json"]
+
+
+def test_train_w0_parts_and_unroll_schedule_flags(tmp_path, capsys):
+    base = _one_step_train_args(tmp_path)
     assert main(base + ["--out", str(tmp_path / "w0")]) == 0
     capsys.readouterr()
     code = main(base + ["--out", str(tmp_path / "dyn"), "--init-from", str(tmp_path / "w0" / "final"),
@@ -51,10 +58,7 @@ def test_train_w0_parts_and_unroll_schedule_flags(tmp_path, capsys):
 
 
 def test_train_w0_sizes_a_fresh_dynamics_and_refuses_to_resize_an_init_from(tmp_path, capsys):
-    data = tmp_path / "rollouts"
-    write_dataset(data, [trim(ep, 6) for ep in make_episodes(2, image_size=64)])
-    base = ["train-w0", "--data", str(data), "--steps", "1", "--batch-size", "1", "--dynamics-batch-size", "2",
-            "--no-progress", "--log-with", "none", "--json"]
+    base = _one_step_train_args(tmp_path)
     assert main(base + ["--out", str(tmp_path / "wide"), "--dynamics-width", "96", "--dynamics-layers", "2"]) == 0
     capsys.readouterr()
     model = WorldModel.from_pretrained(tmp_path / "wide" / "final")
@@ -67,3 +71,23 @@ def test_train_w0_sizes_a_fresh_dynamics_and_refuses_to_resize_an_init_from(tmp_
         assert main(base + ["--out", str(tmp_path / "bad"), flag, "0"]) == 2
         assert flag in capsys.readouterr().err
         assert not (tmp_path / "bad").exists()
+
+
+def test_train_w0_fresh_dynamics_keeps_perception_and_renderer(tmp_path, capsys):
+    base = _one_step_train_args(tmp_path)
+    assert main(base + ["--out", str(tmp_path / "w0")]) == 0
+    source = WorldModel.from_pretrained(tmp_path / "w0" / "final")
+    assert main(base + ["--out", str(tmp_path / "fresh"), "--init-from", str(tmp_path / "w0" / "final"),
+                        "--fresh-dynamics", "--dynamics-width", "48", "--dynamics-layers", "2", "--parts", "dynamics"]) == 0
+    capsys.readouterr()
+    fresh = WorldModel.from_pretrained(tmp_path / "fresh" / "final")
+    assert (fresh.config.dynamics_hidden_dim, fresh.config.dynamics_num_layers) == (48, 2)
+    kept, new = source.state_dict(), fresh.state_dict()
+    others = [key for key in kept if not key.startswith("dynamics.")]
+    assert others and all(torch.equal(kept[key], new[key]) for key in others)  # perception and renderer as they were
+    assert fresh.dynamics.trunk[0].out_features == 48
+    # without --init-from there is nothing to keep: one clear error, nothing written
+    assert main(base + ["--out", str(tmp_path / "bad"), "--fresh-dynamics"]) == 2
+    err = capsys.readouterr().err
+    assert "--fresh-dynamics" in err and "--init-from" in err, err
+    assert not (tmp_path / "bad").exists()

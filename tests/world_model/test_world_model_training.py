@@ -8,7 +8,14 @@ import torch
 
 from psi_gym.world_model.config import debug_config
 from psi_gym.world_model.dataset import REST_TOLERANCE, EpisodeTensors
-from psi_gym.world_model.losses import change_weights, dynamics_loss, perception_loss, renderer_loss, sample_sigmas
+from psi_gym.world_model.losses import (
+    change_weights,
+    compiled_steps,
+    dynamics_loss,
+    perception_loss,
+    renderer_loss,
+    sample_sigmas,
+)
 from psi_gym.world_model.model import WorldModel
 from psi_gym.world_model.training import TrainConfig, build_model, train_world_model
 
@@ -72,6 +79,35 @@ def test_the_dynamics_unroll_masks_steps_past_an_episodes_end(sim_episodes):
         inside = batch.object_position.clone()
         inside[is_short.nonzero()[0, 0], 2] += 0.1
         assert dynamics_loss(model, dataclasses.replace(batch, object_position=inside))["loss"] > loss["loss"]
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_a_compiled_dynamics_step_gives_the_same_loss_and_gradients(sim_episodes):
+    """TrainConfig.compile: the unroll through compiled steps is the eager one (values and gradients)."""
+    dataset = _dataset([trim(sim_episodes[0], 6), trim(sim_episodes[1], 9)])
+    batch = dataset.unrolls(4, 0, torch.Generator().manual_seed(0), position_noise=0.002)
+    model = WorldModel.from_model_config(debug_config(image_size=IMAGE_SIZE))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.nn.init.normal_(model.dynamics.out.weight, std=0.05)
+    eager = dynamics_loss(model, batch)
+    eager["loss"].backward()
+    eager_grads = [p.grad.clone() for p in model.dynamics.parameters()]
+    model.dynamics.zero_grad(set_to_none=True)
+    compiled = dynamics_loss(model, batch, compiled_steps(model))
+    compiled["loss"].backward()
+    for key, value in eager.items():
+        torch.testing.assert_close(compiled[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    for eager_grad, parameter in zip(eager_grads, model.dynamics.parameters()):
+        torch.testing.assert_close(parameter.grad, eager_grad, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="step functions"):
+        dynamics_loss(model, batch, [])
+
+
+def test_a_fresh_dynamics_needs_a_model_to_keep(sim_episodes):
+    with pytest.raises(ValueError, match="init_from"):
+        build_model(_config(fresh_dynamics=True))
 
 
 def test_perception_sees_the_object_where_it_rests(sim_episodes):
