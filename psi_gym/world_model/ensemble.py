@@ -8,7 +8,6 @@ dynamics --seed k``); ``psi-gym ensemble-w0 --models A B C --out DIR`` saves the
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 from .dynamics import dynamics_members
@@ -30,12 +29,10 @@ def ensemble_world_model(models: Sequence[WorldModel]) -> WorldModel:
     sizes = {(model.config.dynamics_hidden_dim, model.config.dynamics_num_layers) for model in models}
     if len(sizes) != 1:
         raise ValueError(f"the models' dynamics differ in size (hidden width, layers): {sorted(sizes)}")
-    config = dataclasses.replace(base.model_config, dynamics_members=len(members))
-    ensemble = WorldModel.from_model_config(config)
-    state = {key: value for key, value in base.state_dict().items() if not key.startswith("dynamics.")}
-    for index, member in enumerate(members):
-        state.update({f"dynamics.members.{index}.{key}": value for key, value in member.state_dict().items()})
-    missing, unexpected = ensemble.load_state_dict(state, strict=False)
+    ensemble = base.with_new_dynamics(dynamics_members=len(members))
+    state = {f"members.{index}.{key}": value
+             for index, member in enumerate(members) for key, value in member.state_dict().items()}
+    missing, unexpected = ensemble.dynamics.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"the models do not fit one ensemble (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return ensemble

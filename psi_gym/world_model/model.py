@@ -39,6 +39,8 @@ URDF and camera), not learned.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -166,6 +168,18 @@ class WorldModel(ModelMixin, ConfigMixin):
     def from_model_config(cls, config: WorldModelConfig) -> WorldModel:
         """Build a freshly initialised model from the typed config."""
         return cls(**config.to_kwargs())
+
+    def with_new_dynamics(self, **sizes: int) -> WorldModel:
+        """A new model with this one's perception and renderer weights and a freshly initialised
+        dynamics of ``sizes`` (``dynamics_hidden_dim``, ``dynamics_num_layers``, ``dynamics_members``;
+        the others as here). Used to retrain the physics and to build ensembles."""
+        fresh = WorldModel.from_model_config(dataclasses.replace(self.model_config, **sizes))
+        kept = {key: value for key, value in self.state_dict().items() if not key.startswith("dynamics.")}
+        missing, unexpected = fresh.load_state_dict(kept, strict=False)
+        if unexpected or any(not key.startswith("dynamics.") for key in missing):
+            raise ValueError(f"the world model does not fit its own config (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        return fresh
 
     @property
     def model_config(self) -> WorldModelConfig:

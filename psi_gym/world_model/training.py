@@ -213,21 +213,12 @@ def build_model(config: TrainConfig) -> WorldModel:
             model = WorldModel.from_pretrained(config.init_from, **overrides)
         else:
             model = WorldModel.from_pretrained(config.init_from)  # fine-tune a world model
-        return with_fresh_dynamics(model, config.model) if config.fresh_dynamics else model
-
-
-def with_fresh_dynamics(model: WorldModel, sizes: WorldModelConfig) -> WorldModel:
-    """``model``'s perception and renderer with a newly initialised dynamics of ``sizes``'
-    ``dynamics_hidden_dim`` x ``dynamics_num_layers`` (``dynamics_members`` of them)."""
-    config = dataclasses.replace(model.model_config, dynamics_hidden_dim=sizes.dynamics_hidden_dim,
-                                 dynamics_num_layers=sizes.dynamics_num_layers,
-                                 dynamics_members=sizes.dynamics_members)
-    fresh = WorldModel.from_model_config(config)
-    kept = {key: value for key, value in model.state_dict().items() if not key.startswith("dynamics.")}
-    missing, unexpected = fresh.load_state_dict(kept, strict=False)
-    if unexpected or any(not key.startswith("dynamics.") for key in missing):
-        raise ValueError(f"the world model does not fit its own config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return fresh
+        if not config.fresh_dynamics:
+            return model
+        sizes = config.model
+        return model.with_new_dynamics(dynamics_hidden_dim=sizes.dynamics_hidden_dim,
+                                       dynamics_num_layers=sizes.dynamics_num_layers,
+                                       dynamics_members=sizes.dynamics_members)
 
 
 def train_world_model(
