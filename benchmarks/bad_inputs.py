@@ -150,6 +150,7 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --init-from default --dynamics-layers 4 --no-progress",
      ("--dynamics-layers", "--init-from")),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --fresh-dynamics --no-progress", ("--fresh-dynamics", "--init-from")),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --compile --parts renderer --no-progress", ("--compile", "--parts")),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --parts physics --no-progress", ("--parts",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --parts dynamics,dynamics --no-progress", ("--parts",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --unroll-schedule 0.5:8 --no-progress", ("--unroll-schedule",)),

@@ -158,6 +158,18 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         raise ArgumentProblem(flag, f"sizes a fresh dynamics; the W0 from --init-from ({args.init_from}) keeps its own: "
                                     "add --fresh-dynamics to retrain its dynamics from scratch at this size, or drop "
                                     "--init-from to train a whole W0 of this size")
+    if args.compile and "dynamics" not in args.parts:
+        raise ArgumentProblem("--compile", f"compiles the dynamics' step; --parts {','.join(args.parts)} does not "
+                                           "train the dynamics")
+    if args.compile:
+        import torch
+
+        from .losses import compile_unavailable
+
+        problem = compile_unavailable("cuda" if torch.cuda.is_available() else "cpu")
+        if problem:
+            raise ArgumentProblem("--compile", f"needs torch.compile to work here: {problem}; install one (e.g. "
+                                               "apt install g++, or set $CXX) or drop --compile")
     check_output_dir(args.out, "--out")  # made only once the inputs are known to be good
     config = TrainConfig(
         model=dataclasses.replace(tiny_config(), **sizes),

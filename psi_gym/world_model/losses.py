@@ -66,6 +66,24 @@ def dynamics_loss(model, batch: UnrollBatch, steps: Sequence[Callable] | None = 
     return {key: torch.stack([part[key] for part in parts]).mean() for key in parts[0]}
 
 
+def compile_unavailable(device: str | torch.device = "cpu") -> str | None:
+    """Why ``torch.compile`` cannot build the dynamics' step on ``device`` here, or None when it can:
+    on the CPU inductor needs a C++ compiler (``$CXX``, else ``g++``), on a GPU Triton. Checked
+    before a run loads anything (`TrainConfig.compile`), not at its first step."""
+    if torch.device(device).type == "cuda":
+        import importlib.util
+
+        return None if importlib.util.find_spec("triton") is not None else "Triton is not installed"
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as error:  # inductor's InvalidCxxCompiler, or anything its search raises
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"no working C++ compiler ({first_line})"
+    return None
+
+
 def compiled_steps(model) -> list[Callable]:
     """``torch.compile``d `TensorStep` of each dynamics member of ``model`` (static shapes: an unroll's
     steps all share one graph; `TrainConfig.compile`)."""

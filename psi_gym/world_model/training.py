@@ -47,7 +47,7 @@ from psi_gym.data.episode import Episode
 from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
 from .config import PARTS, TIME_SAMPLINGS, TrainConfig, WorldModelConfig
 from .dataset import EpisodeTensors
-from .losses import compiled_steps, dynamics_loss, perception_loss, renderer_loss
+from .losses import compile_unavailable, compiled_steps, dynamics_loss, perception_loss, renderer_loss
 from .model import WorldModel
 from .schedule import warmup_cosine_learning_rate
 
@@ -262,6 +262,11 @@ def train_world_model(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             why = " (0 steps would save an untrained model)" if name == "num_steps" else ""
             raise ValueError(f"{name} must be an int >= 1, got {value!r}{why}")
+    if config.compile and "dynamics" in config.parts:
+        problem = compile_unavailable("cuda" if torch.cuda.is_available() else "cpu")
+        if problem:
+            raise RuntimeError(f"compile=True needs torch.compile to work here: {problem}; install one "
+                               "(e.g. apt install g++, or set $CXX) or train without compile")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} is a file; train_world_model writes checkpoints into a folder there")

@@ -74,3 +74,13 @@ def debug_model() -> WorldModel:
 def sim_episodes() -> list[Episode]:
     """Six real robot rollouts at 32 px (two per task: apple, can, box), 32 steps each."""
     return make_episodes(6)
+
+
+@pytest.fixture
+def no_cpp_compiler(monkeypatch):
+    """A machine where torch.compile finds no C++ compiler (and no GPU)."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with inductor_config.patch({"cpp.cxx": (None, "psi-gym-no-such-compiler")}):
+        yield

@@ -73,6 +73,19 @@ def test_train_w0_sizes_a_fresh_dynamics_and_refuses_to_resize_an_init_from(tmp_
         assert not (tmp_path / "bad").exists()
 
 
+def test_train_w0_compile_is_refused_up_front_where_it_cannot_work(tmp_path, capsys, no_cpp_compiler):
+    """--compile without a C++ compiler, or with --parts that leave the dynamics out: one clear error
+    before any data is read, nothing written."""
+    base = _one_step_train_args(tmp_path)
+    assert main(base + ["--out", str(tmp_path / "bad"), "--compile", "--parts", "renderer"]) == 2
+    err = capsys.readouterr().err
+    assert "--compile" in err and "dynamics" in err, err
+    assert main(base + ["--out", str(tmp_path / "bad"), "--compile"]) == 2
+    err = capsys.readouterr().err
+    assert "--compile" in err and "C++ compiler" in err and "drop --compile" in err, err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_w0_fresh_dynamics_keeps_perception_and_renderer(tmp_path, capsys):
     base = _one_step_train_args(tmp_path)
     assert main(base + ["--out", str(tmp_path / "w0")]) == 0

@@ -10,6 +10,7 @@ from psi_gym.world_model.config import debug_config
 from psi_gym.world_model.dataset import REST_TOLERANCE, EpisodeTensors
 from psi_gym.world_model.losses import (
     change_weights,
+    compile_unavailable,
     compiled_steps,
     dynamics_loss,
     perception_loss,
@@ -81,8 +82,7 @@ def test_the_dynamics_unroll_masks_steps_past_an_episodes_end(sim_episodes):
         assert dynamics_loss(model, dataclasses.replace(batch, object_position=inside))["loss"] > loss["loss"]
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
-                    reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.skipif(compile_unavailable("cpu") is not None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_a_compiled_dynamics_step_gives_the_same_loss_and_gradients(sim_episodes):
     """TrainConfig.compile: the unroll through compiled steps is the eager one (values and gradients)."""
     dataset = _dataset([trim(sim_episodes[0], 6), trim(sim_episodes[1], 9)])
@@ -103,6 +103,18 @@ def test_a_compiled_dynamics_step_gives_the_same_loss_and_gradients(sim_episodes
         torch.testing.assert_close(parameter.grad, eager_grad, rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="step functions"):
         dynamics_loss(model, batch, [])
+
+
+def test_compile_without_a_compiler_fails_before_anything_is_written(sim_episodes, tmp_path, no_cpp_compiler):
+    """TrainConfig.compile where inductor finds no C++ compiler: the reason up front, no run folder."""
+    assert "C++ compiler" in compile_unavailable("cpu")
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        train_world_model([trim(sim_episodes[0], 6)], _config(compile=True), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    # a run that trains no dynamics compiles nothing, so it needs no compiler
+    summary = train_world_model([trim(sim_episodes[0], 6)], _config(compile=True, parts=("perception",), num_steps=1),
+                                tmp_path / "perception")
+    assert summary.steps == 1
 
 
 def test_a_fresh_dynamics_needs_a_model_to_keep(sim_episodes):
