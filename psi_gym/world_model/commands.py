@@ -162,11 +162,9 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         raise ArgumentProblem("--compile", f"compiles the dynamics' step; --parts {','.join(args.parts)} does not "
                                            "train the dynamics")
     if args.compile:
-        import torch
-
         from .losses import compile_unavailable
 
-        problem = compile_unavailable("cuda" if torch.cuda.is_available() else "cpu")
+        problem = compile_unavailable()
         if problem:
             raise ArgumentProblem("--compile", f"needs torch.compile to work here: {problem}; install one (e.g. "
                                                "apt install g++, or set $CXX) or drop --compile")

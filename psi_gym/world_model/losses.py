@@ -66,10 +66,13 @@ def dynamics_loss(model, batch: UnrollBatch, steps: Sequence[Callable] | None = 
     return {key: torch.stack([part[key] for part in parts]).mean() for key in parts[0]}
 
 
-def compile_unavailable(device: str | torch.device = "cpu") -> str | None:
-    """Why ``torch.compile`` cannot build the dynamics' step on ``device`` here, or None when it can:
-    on the CPU inductor needs a C++ compiler (``$CXX``, else ``g++``), on a GPU Triton. Checked
-    before a run loads anything (`TrainConfig.compile`), not at its first step."""
+def compile_unavailable(device: str | torch.device | None = None) -> str | None:
+    """Why ``torch.compile`` cannot build the dynamics' step on ``device`` (default: the GPU if there is
+    one, as training picks, else the CPU), or None when it can: on the CPU inductor needs a C++
+    compiler (``$CXX``, else ``g++``), on a GPU Triton. Checked before a run loads anything
+    (`TrainConfig.compile`), not at its first step."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if torch.device(device).type == "cuda":
         import importlib.util
 

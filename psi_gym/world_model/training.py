@@ -263,7 +263,7 @@ def train_world_model(
             why = " (0 steps would save an untrained model)" if name == "num_steps" else ""
             raise ValueError(f"{name} must be an int >= 1, got {value!r}{why}")
     if config.compile and "dynamics" in config.parts:
-        problem = compile_unavailable("cuda" if torch.cuda.is_available() else "cpu")
+        problem = compile_unavailable()
         if problem:
             raise RuntimeError(f"compile=True needs torch.compile to work here: {problem}; install one "
                                "(e.g. apt install g++, or set $CXX) or train without compile")
