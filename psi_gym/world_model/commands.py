@@ -166,8 +166,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 
         problem = compile_unavailable()
         if problem:
-            raise ArgumentProblem("--compile", f"needs torch.compile to work here: {problem}; install one (e.g. "
-                                               "apt install g++, or set $CXX) or drop --compile")
+            raise ArgumentProblem("--compile", f"needs torch.compile to work here: {problem}; or drop --compile")
     check_output_dir(args.out, "--out")  # made only once the inputs are known to be good
     config = TrainConfig(
         model=dataclasses.replace(tiny_config(), **sizes),

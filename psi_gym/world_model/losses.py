@@ -76,14 +76,14 @@ def compile_unavailable(device: str | torch.device | None = None) -> str | None:
     if torch.device(device).type == "cuda":
         import importlib.util
 
-        return None if importlib.util.find_spec("triton") is not None else "Triton is not installed"
+        return None if importlib.util.find_spec("triton") is not None else "Triton is not installed (pip install triton)"
     try:
         from torch._inductor.cpp_builder import get_cpp_compiler
 
         get_cpp_compiler()
     except Exception as error:  # inductor's InvalidCxxCompiler, or anything its search raises
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"no working C++ compiler ({first_line})"
+        return f"no working C++ compiler ({first_line}); install one (e.g. apt install g++) or set $CXX"
     return None
 
 

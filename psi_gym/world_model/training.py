@@ -265,8 +265,7 @@ def train_world_model(
     if config.compile and "dynamics" in config.parts:
         problem = compile_unavailable()
         if problem:
-            raise RuntimeError(f"compile=True needs torch.compile to work here: {problem}; install one "
-                               "(e.g. apt install g++, or set $CXX) or train without compile")
+            raise RuntimeError(f"compile=True needs torch.compile to work here: {problem}; or train without compile")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} is a file; train_world_model writes checkpoints into a folder there")
