@@ -110,10 +110,12 @@ class FlywheelConfig:
     min_consistency: float = 1.0
     """fraction of reruns W0 must call successes."""
     min_quality: float = 0.25
-    """data-quality bar of a demo (`psi_gym.flywheel.quality`). The shipped state-grounded W0 predicts
-    more lag than the earlier one did: on the flywheel's training demos (seed 5101, 11 demos) its
-    quality was 0.22-0.50 for the precision tier and 0.14-0.22 for the generalization tier, so 0.25
-    keeps 4 of 6 precision demos and no generalization demo (0.5, the earlier W0's bar, kept none)."""
+    """data-quality bar of a demo (`psi_gym.flywheel.quality`). The state-grounded W0 (w0-v3) predicts
+    more lag than the earlier frame-only one did: on the flywheel's training demos (seed 5101, 11
+    demos) its quality was 0.22-0.50 for the precision tier and 0.14-0.22 for the generalization
+    tier, so 0.25 keeps 4 of 6 precision demos and no generalization demo (0.5, the earlier W0's bar,
+    kept none). The shipped 1024 x 4 dynamics scores the 34 demos of pool 6101 within 0.07 of w0-v3
+    (flywheel seed 1), so the bar stays."""
     min_return: float | None = None
     """optional minimum W0 return on top of W0's verdict."""
     dedupe_distance: float = 0.05
