@@ -39,6 +39,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from psi_gym.data.assets import ConfigWithoutOrigin
 from psi_gym.sim.hands import hand_spec, residual_scale
 from psi_gym.sim.residuals import NUM_PARAMETERS, residual_actions
 
@@ -183,7 +184,7 @@ def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
                          nn.Linear(hidden_dim, out_dim))
 
 
-class PsiR2Policy(ModelMixin, ConfigMixin):
+class PsiR2Policy(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
     """Psi-R2 (see the module doc). ``PsiR2Policy.from_policy_config(PsiR2Config(...))`` builds one,
     ``save_pretrained(folder)`` / ``from_pretrained(folder)`` round-trip it (safetensors + JSON)."""
 

@@ -198,11 +198,27 @@ def load_asset(kind: AssetKind, name_or_path: str | os.PathLike, load: Callable[
     return cached((kind.name, folder, *options), stamp, lambda: load(Path(folder)))
 
 
+class ConfigWithoutOrigin:
+    """Mix in before diffusers' ``ConfigMixin``: the config a model writes (``save_pretrained``,
+    ``save_config``) leaves out ``_name_or_path``.
+
+    diffusers sets that key to the folder a model was loaded from and writes it back on save, so a
+    W0 fine-tuned from a flywheel's intermediate folder, or the final W0 of a training run that was
+    resumed, would name a folder it no longer matches (a shipped asset's config would then depend
+    on whether its training was interrupted). Loading sets the key again, so code that names a
+    loaded model's source still reads it."""
+
+    def to_json_string(self) -> str:
+        config = json.loads(super().to_json_string())  # type: ignore[misc]
+        config.pop("_name_or_path", None)
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
 def clear() -> None:
     """Forget every cached asset (the objects stay alive wherever they are used)."""
     with _lock:
         _cache.clear()
 
 
-__all__ = ["ASSETS_DIR", "DEFAULT", "AssetKind", "UnsafeWeightsError", "cached", "clear", "fingerprint", "load_asset",
+__all__ = ["ASSETS_DIR", "DEFAULT", "AssetKind", "ConfigWithoutOrigin", "UnsafeWeightsError", "cached", "clear", "fingerprint", "load_asset",
            "safetensors_problem", "unsafe_weight_files"]

@@ -52,7 +52,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from psi_gym.data.assets import AssetKind, cached, load_asset
+from psi_gym.data.assets import AssetKind, ConfigWithoutOrigin, cached, load_asset
 from psi_gym.sim.scene import SceneParams
 from psi_gym.sim.tasks import LIFT_HEIGHT, PUSH_TOLERANCE, TASKS, get_task
 
@@ -246,7 +246,7 @@ def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class ObjectStateEstimator(ModelMixin, ConfigMixin):
+class ObjectStateEstimator(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
     """Object position and per-task success from one 64x64 RGB frame (see the module doc).
 
     Build one with ``ObjectStateEstimator.from_estimator_config(ObjectStateEstimatorConfig(...))``

@@ -52,6 +52,8 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from psi_gym.data.assets import ConfigWithoutOrigin
+
 from .attention import use_fast_rotary_attention
 from .config import ACTION_DIM, INSTRUCTION_DIM, STATE_DIM, WanBackboneConfig, WorldModelConfig, renderer_in_channels
 from .dynamics import TABLE_HEIGHT_OFFSET, make_dynamics
@@ -80,7 +82,7 @@ class WorldModelOutput(BaseOutput):
     world_state: WorldState | None = None
 
 
-class WorldModel(ModelMixin, ConfigMixin):
+class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
     """Psi-W0 (see the module doc): ``initial_state`` from a real frame, then ``predict`` step by step.
 
     Build one with ``WorldModel.from_model_config(WorldModelConfig(...))`` (the keyword arguments
