@@ -29,6 +29,9 @@ folder whose ``*.safetensors.index.json`` (sharded weights) names a shard that i
 ``.safetensors`` file in the folder (a ``.bin`` shard would reach torch's unpickler, which runs
 code), before any loader sees it. `safetensors_problem` checks a file's header against its size,
 so a truncated or zero-byte file is found without loading it.
+
+What the project's models write back is theirs alone: `ConfigWithoutOrigin` keeps diffusers'
+record of the folder a model was loaded from (``_name_or_path``) out of the configs they save.
 """
 
 from __future__ import annotations
@@ -220,5 +223,5 @@ def clear() -> None:
         _cache.clear()
 
 
-__all__ = ["ASSETS_DIR", "DEFAULT", "AssetKind", "ConfigWithoutOrigin", "UnsafeWeightsError", "cached", "clear", "fingerprint", "load_asset",
-           "safetensors_problem", "unsafe_weight_files"]
+__all__ = ["ASSETS_DIR", "DEFAULT", "AssetKind", "ConfigWithoutOrigin", "UnsafeWeightsError", "cached", "clear",
+           "fingerprint", "load_asset", "safetensors_problem", "unsafe_weight_files"]
