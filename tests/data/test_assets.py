@@ -71,18 +71,17 @@ def test_a_folder_left_mid_swap_is_recovered_on_load(tmp_path):
     assert assets.ASSETS_DIR.name == "assets"
 
 
-def _tiny_models():
+def _tiny_model(kind: str):
     from psi_gym.agents.policy import PsiR2Policy, debug_policy_config
     from psi_gym.rewards.object_state import ObjectStateEstimator, ObjectStateEstimatorConfig
     from psi_gym.world_model.config import debug_config
     from psi_gym.world_model.model import WorldModel
 
-    return {
-        "world_model": lambda: WorldModel.from_model_config(debug_config(image_size=32)),
-        "estimator": lambda: ObjectStateEstimator.from_estimator_config(
-            ObjectStateEstimatorConfig(channels=(8, 8, 16, 16), hidden_dim=16)),
-        "policy": lambda: PsiR2Policy.from_policy_config(debug_policy_config()),
-    }
+    if kind == "world_model":
+        return WorldModel.from_model_config(debug_config(image_size=32))
+    if kind == "estimator":
+        return ObjectStateEstimator.from_estimator_config(ObjectStateEstimatorConfig(channels=(8, 8, 16, 16), hidden_dim=16))
+    return PsiR2Policy.from_policy_config(debug_policy_config())
 
 
 @pytest.mark.parametrize("kind", ["world_model", "estimator", "policy"])
@@ -90,7 +89,7 @@ def test_a_reloaded_model_saves_without_naming_where_it_was_loaded_from(tmp_path
     """diffusers records the folder a model was loaded from in ``_name_or_path`` and writes it back
     on save: a model fine-tuned from a checkpoint would name a folder it no longer matches. The
     project's models leave it out (`ConfigWithoutOrigin`), and loading still sets it."""
-    model = _tiny_models()[kind]()
+    model = _tiny_model(kind)
     model.save_pretrained(tmp_path / "first")
     loaded = type(model).from_pretrained(str(tmp_path / "first"))
     assert loaded.config["_name_or_path"] == str(tmp_path / "first")  # loading still records it
