@@ -119,13 +119,17 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     fresh = tiny_config()
     parser.add_argument("--fresh-dynamics", action="store_true",
                         help="with --init-from: keep that W0's perception and renderer, start its dynamics afresh "
-                             "(sized by --dynamics-width/--dynamics-layers); with --parts dynamics this retrains W0's "
+                             "(sized by --dynamics-width/--dynamics-layers/--dynamics-contact-width); with --parts "
+                             "dynamics this retrains W0's "
                              "physics from scratch")
     parser.add_argument("--dynamics-width", type=positive_int, default=None,
                         help=f"hidden width of a fresh dynamics MLP (default {fresh.dynamics_hidden_dim}); a W0 from "
                              "--init-from keeps its own unless --fresh-dynamics")
     parser.add_argument("--dynamics-layers", type=positive_int, default=None,
                         help=f"hidden layers of a fresh dynamics MLP (default {fresh.dynamics_num_layers}); a W0 from "
+                             "--init-from keeps its own unless --fresh-dynamics")
+    parser.add_argument("--dynamics-contact-width", type=positive_int, default=None,
+                        help="width of a fresh dynamics' per-hand-point contact encoder (default: none); a W0 from "
                              "--init-from keeps its own unless --fresh-dynamics")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the dynamics' unrolled step (faster dynamics training: 2.8x on two CPU "
@@ -148,13 +152,17 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         raise ArgumentProblem("--out", f"{args.out} is a file; expected a folder")
     _check_datasets(args.data, "--data")
     _check_model_folder(args.init_from, "--init-from")
-    sizes = {"dynamics_hidden_dim": args.dynamics_width, "dynamics_num_layers": args.dynamics_layers}
+    sizes = {"dynamics_hidden_dim": args.dynamics_width, "dynamics_num_layers": args.dynamics_layers,
+             "dynamics_contact_width": args.dynamics_contact_width}
     sizes = {name: value for name, value in sizes.items() if value is not None}
     if args.fresh_dynamics and not args.init_from:
         raise ArgumentProblem("--fresh-dynamics", "replaces the dynamics of the W0 given by --init-from; without "
                                                   "--init-from the whole W0 is fresh anyway")
     if sizes and args.init_from and not args.fresh_dynamics:
-        flag = "--dynamics-width" if args.dynamics_width is not None else "--dynamics-layers"
+        flag = next(f"--{name}" for name, value in (("dynamics-width", args.dynamics_width),
+                                                     ("dynamics-layers", args.dynamics_layers),
+                                                     ("dynamics-contact-width", args.dynamics_contact_width))
+                    if value is not None)
         raise ArgumentProblem(flag, f"sizes a fresh dynamics; the W0 from --init-from ({args.init_from}) keeps its own: "
                                     "add --fresh-dynamics to retrain its dynamics from scratch at this size, or drop "
                                     "--init-from to train a whole W0 of this size")

@@ -121,6 +121,9 @@ class WorldModelConfig:
     dynamics_num_layers: int = 3
     dynamics_members: int = 1
     """1: one dynamics MLP; K > 1: an ensemble of K that steps by their mean (`DynamicsEnsemble`)."""
+    dynamics_contact_width: int = 0
+    """width of the dynamics' per-hand-point contact encoder (`psi_gym.world_model.dynamics.ContactEncoder`,
+    one MLP shared by the points, in the object's frame); 0: none, the MLP alone."""
     perception_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 128])
     """conv widths of the perception CNN (each halves the resolution)."""
     perception_hidden_dim: int = 256
@@ -181,7 +184,8 @@ class TrainConfig:
     """start from this world-model or Wan diffusers folder instead of a fresh model."""
     fresh_dynamics: bool = False
     """with ``init_from``: replace that world model's dynamics with a freshly initialised one, sized
-    by ``model.dynamics_hidden_dim`` / ``dynamics_num_layers`` / ``dynamics_members`` (its
+    by ``model.dynamics_hidden_dim`` / ``dynamics_num_layers`` / ``dynamics_members`` /
+    ``dynamics_contact_width`` (its
     perception and renderer are kept): retrain W0's physics from scratch."""
     parts: tuple[str, ...] = PARTS
     """the parts trained (any of `PARTS`); the others are frozen and their losses not computed,

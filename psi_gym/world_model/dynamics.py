@@ -13,6 +13,11 @@ centre, ``R`` its orientation; subscripts are time steps):
 * an MLP maps them to ``(dq, dp, omega)``: ``q_{t+1} = q_t + s * dq``, ``p_{t+1} = p_t + 1 cm * dp``,
   ``R_{t+1} = exp([omega]_x) R_t``.
 
+With ``contact_width`` > 0 (`ContactEncoder`), each hand point also goes through one small MLP
+shared by all points, in the object's own frame (where it is on the object's surface, where it is
+commanded to go, how far it moves), and the points' outputs are pooled (mean and max) into the
+features: contact is local, and the same push does the same thing whichever finger makes it.
+
 Trained on whole-episode unrolls of its own predictions (see `psi_gym.world_model.training`), so
 what it learns is the long-horizon outcome of an action sequence, not only the next step.
 """
@@ -69,10 +74,33 @@ def _columns(rotation: torch.Tensor) -> torch.Tensor:
     return rotation[..., :2].transpose(-1, -2).flatten(1)
 
 
+POINT_FEATURES = 3 + 3 + 3 + 2 + 1  # per point: local at q, local at u, move in the object's frame, contacts, height
+CONTACT_SHARED_FEATURES = 3 + DESCRIPTOR_DIM  # per row, seen by every point: the object's velocity and descriptor
+
+
+class ContactEncoder(nn.Module):
+    """Per hand point, one MLP shared by all points (a learned embedding says which point it is),
+    pooled over the points: ``(B, P, POINT_FEATURES)`` and ``(B, S)`` shared features -> ``(B, 2 width)``.
+    The first layer is split into its per-point, per-point-identity and per-row parts, so that only
+    the per-point part is computed P times."""
+
+    def __init__(self, width: int, num_points: int, shared_dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(torch.randn(num_points, width) * 0.1)  # = a one-hot of the point through a layer
+        self.point_in = nn.Linear(POINT_FEATURES, width)
+        self.shared_in = nn.Linear(shared_dim, width, bias=False)
+        self.hidden = nn.Linear(width, width)
+
+    def forward(self, points: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.silu(self.point_in(points) + self.embedding + self.shared_in(shared)[:, None])
+        h = nn.functional.silu(self.hidden(h))
+        return torch.cat([h.mean(1), h.amax(1)], dim=-1)
+
+
 class StateDynamics(nn.Module):
     """``step(state, joint_targets) -> next state`` (see the module doc)."""
 
-    def __init__(self, hidden_dim: int = 512, num_layers: int = 3) -> None:
+    def __init__(self, hidden_dim: int = 512, num_layers: int = 3, contact_width: int = 0) -> None:
         super().__init__()
         spec = hand_spec("robot")
         ranges = torch.tensor(spec.joint_ranges(), dtype=torch.float32)
@@ -84,6 +112,10 @@ class StateDynamics(nn.Module):
         self.register_buffer("identity_columns", torch.tensor(IDENTITY_COLUMNS), persistent=False)
         joints, points = self.num_joints, NUM_HAND_POINTS + 12  # the joints' points and the links' middles
         in_dim = 4 * joints + 2 * 4 * points + points + 2 * 6 + 3 + 1 + 3 + 6 + 6 + DESCRIPTOR_DIM
+        self.flat_dim, self.num_points = in_dim, points
+        self.contact = ContactEncoder(contact_width, points, CONTACT_SHARED_FEATURES) if contact_width > 0 else None
+        if self.contact is not None:
+            in_dim += 2 * contact_width
         layers: list[nn.Module] = []
         width = in_dim
         for _ in range(num_layers):
@@ -117,7 +149,7 @@ class StateDynamics(nn.Module):
         sphere = descriptor[:, :1]  # the apple's orientation means nothing
         rotation = _columns(state.object_rotation)
         turn = _columns(state.object_rotation @ state.previous_object_rotation.transpose(-1, -2)) - self.identity_columns
-        return torch.cat([
+        flat = [
             self.normalize_joints(q), (q - state.previous_joint_state) / self.joint_step,
             self.normalize_joints(u), (u - q) / self.joint_step,
             ((points - p[:, None]) * HAND_FEATURE_SCALE).flatten(1),
@@ -130,10 +162,22 @@ class StateDynamics(nn.Module):
             (p - state.previous_object_position) * 100.0,
             rotation * (1 - sphere), turn * (1 - sphere),
             state.object_descriptor,
-        ], dim=-1)
+        ]
+        if self.contact is not None:  # per point, in the object's frame (``x R`` = ``R^T x`` per row)
+            local = (points - p[:, None]) @ rotation_now * HAND_FEATURE_SCALE
+            target_local = (target_points - p[:, None]) @ rotation_now * HAND_FEATURE_SCALE
+            move = (target_points - points) @ rotation_now * 100.0  # cm
+            per_point = torch.cat([local, target_local, move, contact[..., None], target_contact[..., None],
+                                   (points[..., 2:] - TABLE_HEIGHT_OFFSET) * HAND_FEATURE_SCALE], dim=-1)
+            flat += [(p - state.previous_object_position) * 100.0, state.object_descriptor, per_point.flatten(1)]
+        return torch.cat(flat, dim=-1)
 
     def delta(self, features: torch.Tensor) -> torch.Tensor:
         """(B, 22 + 3 + 3) ``(dq, dp, omega)`` from `features`."""
+        if self.contact is not None:
+            flat, shared, per_point = features.split([self.flat_dim, CONTACT_SHARED_FEATURES,
+                                                      self.num_points * POINT_FEATURES], dim=-1)
+            features = torch.cat([flat, self.contact(per_point.unflatten(1, (self.num_points, -1)), shared)], dim=-1)
         return self.out(self.trunk(features))
 
     def step(self, state: WorldState, joint_targets: torch.Tensor,
@@ -165,11 +209,11 @@ class DynamicsEnsemble(nn.Module):
     (`psi_gym.world_model.losses.dynamics_loss`) unrolls each member on its own predictions.
     Same interface as `StateDynamics`."""
 
-    def __init__(self, num_members: int, hidden_dim: int = 512, num_layers: int = 3) -> None:
+    def __init__(self, num_members: int, hidden_dim: int = 512, num_layers: int = 3, contact_width: int = 0) -> None:
         super().__init__()
         if num_members < 2:
             raise ValueError(f"an ensemble has at least 2 members, got {num_members}")
-        self.members = nn.ModuleList(StateDynamics(hidden_dim, num_layers) for _ in range(num_members))
+        self.members = nn.ModuleList(StateDynamics(hidden_dim, num_layers, contact_width) for _ in range(num_members))
 
     @property
     def lead(self) -> StateDynamics:
@@ -228,11 +272,16 @@ class TensorStep(nn.Module):
         return after.joint_state, after.object_position, after.object_rotation
 
 
-def make_dynamics(num_members: int, hidden_dim: int, num_layers: int) -> StateDynamics | DynamicsEnsemble:
+def make_dynamics(num_members: int, hidden_dim: int, num_layers: int,
+                  contact_width: int = 0) -> StateDynamics | DynamicsEnsemble:
     """One `StateDynamics`, or a `DynamicsEnsemble` of ``num_members`` > 1."""
     if num_members < 1:
         raise ValueError(f"dynamics_members must be >= 1, got {num_members}")
-    return StateDynamics(hidden_dim, num_layers) if num_members == 1 else DynamicsEnsemble(num_members, hidden_dim, num_layers)
+    if contact_width < 0:
+        raise ValueError(f"dynamics_contact_width must be >= 0 (0: no contact encoder), got {contact_width}")
+    if num_members == 1:
+        return StateDynamics(hidden_dim, num_layers, contact_width)
+    return DynamicsEnsemble(num_members, hidden_dim, num_layers, contact_width)
 
 
 def dynamics_members(dynamics: nn.Module) -> list[StateDynamics]:

@@ -22,7 +22,8 @@ world_state            `WorldState` | None      the state W0 carried from the pr
 * ``perception`` (`ObjectPerception`, a small CNN): the object's pose, kind and size read off the
   first real frame of an episode (`initial_state`); the robot's joints are given;
 * ``dynamics`` (`StateDynamics`, an MLP on the hand's forward kinematics relative to the object,
-  or a `DynamicsEnsemble` of them stepping by their mean):
+  optionally with a per-hand-point `ContactEncoder`, or a `DynamicsEnsemble` of them stepping by
+  their mean):
   ``(q_t, q_{t-1}, p_t, p_{t-1}, R_t, R_{t-1}) x u_t -> (q_{t+1}, p_{t+1}, R_{t+1})``, trained on
   whole-episode unrolls of its own predictions;
 * the renderer: a `WanTransformer3DModel` in pixel space (patch (1, 8, 8): 64 tokens at 64 px)
@@ -114,6 +115,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
         dynamics_hidden_dim: int = 512,
         dynamics_num_layers: int = 3,
         dynamics_members: int = 1,
+        dynamics_contact_width: int = 0,
         perception_channels: list[int] | None = None,
         perception_hidden_dim: int = 256,
         num_inference_steps: int = 1,
@@ -136,7 +138,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
 
         # 1. Perception and physics.
         self.perception = ObjectPerception(image_size, tuple(perception_channels or (32, 64, 64, 128)), perception_hidden_dim)
-        self.dynamics = make_dynamics(dynamics_members, dynamics_hidden_dim, dynamics_num_layers)
+        self.dynamics = make_dynamics(dynamics_members, dynamics_hidden_dim, dynamics_num_layers, dynamics_contact_width)
         self.sketcher = Sketcher(image_size)  # no weights: kinematics and the camera
 
         # 2. The renderer's backbone.
@@ -173,7 +175,8 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
 
     def with_new_dynamics(self, **sizes: int) -> WorldModel:
         """A new model with this one's perception and renderer weights and a freshly initialised
-        dynamics of ``sizes`` (``dynamics_hidden_dim``, ``dynamics_num_layers``, ``dynamics_members``;
+        dynamics of ``sizes`` (``dynamics_hidden_dim``, ``dynamics_num_layers``, ``dynamics_members``,
+        ``dynamics_contact_width``;
         the others as here). Used to retrain the physics and to build ensembles."""
         fresh = WorldModel.from_model_config(dataclasses.replace(self.model_config, **sizes))
         kept = {key: value for key, value in self.state_dict().items() if not key.startswith("dynamics.")}

@@ -218,7 +218,8 @@ def build_model(config: TrainConfig) -> WorldModel:
         sizes = config.model
         return model.with_new_dynamics(dynamics_hidden_dim=sizes.dynamics_hidden_dim,
                                        dynamics_num_layers=sizes.dynamics_num_layers,
-                                       dynamics_members=sizes.dynamics_members)
+                                       dynamics_members=sizes.dynamics_members,
+                                       dynamics_contact_width=sizes.dynamics_contact_width)
 
 
 def train_world_model(

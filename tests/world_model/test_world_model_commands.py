@@ -64,7 +64,12 @@ def test_train_w0_sizes_a_fresh_dynamics_and_refuses_to_resize_an_init_from(tmp_
     model = WorldModel.from_pretrained(tmp_path / "wide" / "final")
     assert (model.config.dynamics_hidden_dim, model.config.dynamics_num_layers) == (96, 2)
     assert model.dynamics.trunk[0].out_features == 96 and len(model.dynamics.trunk) == 2 * 3  # Linear, LayerNorm, SiLU
-    for flag in ("--dynamics-width", "--dynamics-layers"):
+    assert main(base + ["--out", str(tmp_path / "contact"), "--dynamics-contact-width", "8"]) == 0
+    capsys.readouterr()
+    model = WorldModel.from_pretrained(tmp_path / "contact" / "final")
+    assert model.config.dynamics_contact_width == 8 and model.dynamics.contact.hidden.out_features == 8
+    assert model.dynamics.trunk[0].in_features == model.dynamics.flat_dim + 2 * 8
+    for flag in ("--dynamics-width", "--dynamics-layers", "--dynamics-contact-width"):
         assert main(base + ["--out", str(tmp_path / "bad"), "--init-from", str(tmp_path / "wide" / "final"), flag, "64"]) == 2
         err = capsys.readouterr().err
         assert flag in err and "--init-from" in err, err

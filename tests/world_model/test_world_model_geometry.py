@@ -10,7 +10,7 @@ import torch
 
 from psi_gym.sim.hands import hand_spec
 from psi_gym.sim.kinematics import HandKinematics as SimHandKinematics
-from psi_gym.world_model.dynamics import StateDynamics, surface_distance
+from psi_gym.world_model.dynamics import CONTACT_SHARED_FEATURES, POINT_FEATURES, StateDynamics, surface_distance
 from psi_gym.world_model.hand_geometry import HAND_POINTS, Camera, HandKinematics
 from psi_gym.world_model.world_state import (
     WorldState,
@@ -152,8 +152,9 @@ def test_world_state_select_and_assign():
     assert state.object_position[0].tolist() == [0, 0, 0]
 
 
-def test_dynamics_features_are_finite_and_sized():
-    dynamics = StateDynamics(hidden_dim=16, num_layers=1)
+@pytest.mark.parametrize("contact_width", [0, 8])
+def test_dynamics_features_are_finite_and_sized(contact_width):
+    dynamics = StateDynamics(hidden_dim=16, num_layers=1, contact_width=contact_width)
     state = WorldState.empty(3, 8)
     state.joint_state[:] = torch.tensor(_random_joints(3), dtype=torch.float32)
     state.previous_joint_state[:] = state.joint_state
@@ -161,10 +162,41 @@ def test_dynamics_features_are_finite_and_sized():
     state.object_descriptor[:] = _descriptor("box", [0.04, 0.02, 0.015])
     targets = torch.tensor(_random_joints(3, seed=2), dtype=torch.float32)
     features = dynamics.features(state, targets)
-    assert features.shape == (3, dynamics.trunk[0].in_features) and torch.isfinite(features).all()
+    per_point = CONTACT_SHARED_FEATURES + dynamics.num_points * POINT_FEATURES if contact_width else 0  # the encoder's input
+    assert features.shape == (3, dynamics.flat_dim + per_point) and torch.isfinite(features).all()
+    assert dynamics.trunk[0].in_features == dynamics.flat_dim + 2 * contact_width
     after = dynamics.step(state, targets)  # a fresh dynamics: nothing moves
     torch.testing.assert_close(after.joint_state, state.joint_state)
     torch.testing.assert_close(after.previous_joint_state, state.joint_state)
+
+
+def test_the_contact_encoder_sees_the_hand_in_the_objects_frame():
+    """The per-point block: each hand point relative to the object in the object's own axes (so a turned
+    box gives the same numbers as a straight one with the hand turned with it), and its surface distance."""
+    dynamics = StateDynamics(hidden_dim=16, num_layers=1, contact_width=8)
+    state = WorldState.empty(2, 8)
+    state.joint_state[:] = torch.tensor(_random_joints(2), dtype=torch.float32)
+    state.previous_joint_state[:] = state.joint_state
+    state.object_position[:] = torch.tensor([0.01, -0.02, 0.03])
+    state.object_descriptor[:] = _descriptor("box", [0.04, 0.02, 0.015])
+    quarter = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 degrees about z
+    state.object_rotation[1] = quarter
+    state.previous_object_rotation[1] = quarter
+    targets = torch.tensor(_random_joints(2, seed=2), dtype=torch.float32)
+    per_point = dynamics.features(state, targets)[:, dynamics.flat_dim + CONTACT_SHARED_FEATURES:]
+    per_point = per_point.unflatten(1, (dynamics.num_points, -1))
+    assert per_point.shape[-1] == POINT_FEATURES
+    points = dynamics.kinematics(state.joint_state)[0]
+    points = torch.cat([points, 0.5 * (points[:, 1:].unflatten(1, (-1, 4))[:, :, :-1]
+                                       + points[:, 1:].unflatten(1, (-1, 4))[:, :, 1:]).flatten(1, 2)], dim=1)
+    relative = (points - state.object_position[:, None]) * 20.0  # units of 5 cm
+    torch.testing.assert_close(per_point[0, :, :3], relative[0])  # an unturned box: world axes
+    # turned 90 degrees about z: the box's x axis is the world's y, its y axis the world's -x
+    torch.testing.assert_close(per_point[1, :, 0], relative[1, :, 1])
+    torch.testing.assert_close(per_point[1, :, 1], -relative[1, :, 0])
+    torch.testing.assert_close(per_point[1, :, 2], relative[1, :, 2])
+    distance = surface_distance(points, state.object_position, state.object_rotation, state.object_descriptor) * 20.0
+    torch.testing.assert_close(per_point[..., 9], distance)
 
 
 def test_segment_field_is_the_soft_union_of_capsules():

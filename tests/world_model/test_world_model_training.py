@@ -83,11 +83,13 @@ def test_the_dynamics_unroll_masks_steps_past_an_episodes_end(sim_episodes):
 
 
 @pytest.mark.skipif(compile_unavailable("cpu") is not None, reason="torch.compile on the CPU needs a C++ compiler")
-def test_a_compiled_dynamics_step_gives_the_same_loss_and_gradients(sim_episodes):
-    """TrainConfig.compile: the unroll through compiled steps is the eager one (values and gradients)."""
+@pytest.mark.parametrize("contact_width", [0, 8])
+def test_a_compiled_dynamics_step_gives_the_same_loss_and_gradients(sim_episodes, contact_width):
+    """TrainConfig.compile: the unroll through compiled steps is the eager one (values and gradients),
+    with and without the contact encoder."""
     dataset = _dataset([trim(sim_episodes[0], 6), trim(sim_episodes[1], 9)])
     batch = dataset.unrolls(4, 0, torch.Generator().manual_seed(0), position_noise=0.002)
-    model = WorldModel.from_model_config(debug_config(image_size=IMAGE_SIZE))
+    model = WorldModel.from_model_config(debug_config(image_size=IMAGE_SIZE, dynamics_contact_width=contact_width))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         torch.nn.init.normal_(model.dynamics.out.weight, std=0.05)
