@@ -9,10 +9,12 @@ flywheel runs them), judges them all, and scores other W0-only tests on the same
 * ``w0 verdict``: the env's verdict alone;
 * ``+ unanimous N mm``: also what W0's dynamics calls a success from each of ``--samples`` starts
   with W0's reading of the object shifted by N mm (the consistency test done on the state);
-* ``+ state margin``: also W0's tracked final object clearing the task's threshold by a margin.
+* ``+ state margin``: also W0's tracked final object clearing the task's threshold by a margin;
+* ``+ second opinion``: also other W0s' dynamics (``--committee``: trained apart, e.g. another size
+  or architecture) call the plan a success from their own reading of the first frame.
 
 Precision (judge successes among kept) and recall per task. The candidates are cached per
-(pool, iterations, demos, seed, W0) under ``--cache``, so the scores can be rerun in seconds.
+(pool, iterations, demos, seed, W0's weights) under ``--cache``, so the scores can be rerun in seconds.
 
 Run: ``python benchmarks/flywheel_filters.py --train-demo-seed 5101 --iterations 3 --demos 12 --world-model default``
 (about 6 minutes for the candidates on one core).
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8, help="shifted starts per candidate")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.003, 0.006, 0.01], help="m: shift std per axis")
     parser.add_argument("--margin", type=float, nargs="+", default=[0.005, 0.01], help="m: margins to the threshold")
+    parser.add_argument("--committee", nargs="*", default=[], help="other W0 folders whose dynamics give a second opinion")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=Path("runs/flywheel-filters"))
     args = parser.parse_args()
@@ -69,7 +72,8 @@ def main() -> None:
     from psi_gym.world_model import default_checkpoint_path, load_world_model
 
     folder = str(default_checkpoint_path()) if args.world_model == "default" else args.world_model
-    tag = hashlib.sha1(str(Path(folder).resolve()).encode()).hexdigest()[:10]
+    # keyed on the weights, not the folder's name: 'default' names other weights once a new W0 ships
+    tag = hashlib.sha1((Path(folder) / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:10]
     cache = args.cache / f"{args.train_demo_seed}-{args.iterations}x{args.demos}-s{args.seed}-{tag}.pkl"
     if cache.is_file():
         rows = pickle.loads(cache.read_bytes())
@@ -84,7 +88,7 @@ def main() -> None:
     first = np.stack([r["first"] for r in rows])
     start = np.stack([r["start_state"] for r in rows])
 
-    def unroll(noise: float, generator: torch.Generator) -> np.ndarray:
+    def unroll(noise: float, generator: torch.Generator, model=model) -> np.ndarray:
         """The dynamics from W0's reading of each first frame, the object shifted by ``noise`` (x, y)."""
         with torch.no_grad():
             state = model.initial_state(first, start)
@@ -128,6 +132,13 @@ def main() -> None:
         show(f"as run + unanimous {noise * 1000:.0f} mm", as_run & unanimous)
     for value in args.margin:
         show(f"as run + state margin {value * 100:.1f} cm", as_run & (final_margin >= value))
+    opinions = []
+    for other in args.committee:
+        opinions.append(verdict(unroll(0.0, torch.Generator().manual_seed(0), load_world_model(other, device="cpu"))))
+        show(f"as run + {Path(other).parent.name if Path(other).name == 'final' else Path(other).name} agrees",
+             as_run & opinions[-1])
+    if len(opinions) > 1:
+        show("as run + the whole committee agrees", as_run & np.all(opinions, axis=0))
 
 
 if __name__ == "__main__":
