@@ -53,6 +53,9 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consistency-noise", type=number_in(0), default=c.consistency_noise,
                    help="m: shift of W0's reading of the object's start in each consistency rerun (per axis)")
     p.add_argument("--min-consistency", type=number_in(0, 1), default=c.min_consistency)
+    p.add_argument("--second-opinion", nargs="+", default=list(c.second_opinions), metavar="W0",
+                   help="other W0 folders (trained apart) that must also call a kept plan a success, each on its "
+                        "own tracked state (default: none)")
     p.add_argument("--min-quality", type=number_in(0, 1), default=c.min_quality)
     p.add_argument("--dedupe-distance", type=number_in(0), default=c.dedupe_distance)
     p.add_argument("--exploration", type=number_in(0, 1), default=c.exploration,
@@ -92,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         search=SearchConfig(population=args.population, iterations=args.search_iterations,
                             elites=min(args.elites, args.population)),
         consistency_reruns=args.consistency_reruns, consistency_noise=args.consistency_noise,
-        min_consistency=args.min_consistency,
+        min_consistency=args.min_consistency, second_opinions=tuple(args.second_opinion),
         min_quality=args.min_quality, dedupe_distance=args.dedupe_distance, exploration=args.exploration,
         retrain=RetrainConfig(bc_steps=args.bc_steps, w0_steps=args.w0_steps, w0_learning_rate=args.w0_learning_rate,
                               w0_rehearsal=args.w0_rehearsal, w0_batch_size=args.w0_batch_size,
@@ -114,6 +117,8 @@ def run_flywheel_command(args: argparse.Namespace) -> dict[str, Any]:
     check_name_or_folder(args.world_model, "--world-model", ("default", "random:debug", "random:tiny"))
     check_name_or_folder(args.estimator, "--estimator", ("default", "random"))
     check_name_or_folder(args.policy, "--policy", ())
+    for folder in args.second_opinion:
+        check_name_or_folder(folder, "--second-opinion", ("default", "random:debug", "random:tiny"))
     check_output_dir(args.out)
     summary = run_flywheel(config, args.out, overwrite=args.overwrite)
     print(summary["table"], file=sys.stderr, flush=True)

@@ -21,7 +21,8 @@ Built in:
                       optionally a minimum W0 return
 `ConsistencyFilter`   W0 self-consistency: the same plan rerun in W0 with its reading of the object's
                       start shifted (each with its own seed); keep if W0 calls enough of the
-                      reruns successes
+                      reruns successes. Under the name ``second_opinion``, the same filter with
+                      the reruns in other W0s, trained apart (`FlywheelConfig.second_opinions`)
 `DemoQualityFilter`   the demo's data quality as W0 scores it (`psi_gym.flywheel.quality`)
 `DedupeFilter`        drop a trajectory whose joint targets are within ``min_distance`` of one
                       already kept (or in the buffer) for the same demo
@@ -109,15 +110,17 @@ class ConsistencyFilter:
     and tests only whether rendering noise moves the estimator's verdict; the flywheel's reruns
     start from the demo's start with W0's reading of the object's position shifted
     (`psi_gym.flywheel.variation.PerceptionNoise`, each with its own seed), which changes the whole
-    predicted trajectory, the noise as well."""
+    predicted trajectory, the noise as well.
 
-    name = "consistency"
+    ``name`` names the score: the flywheel also runs this filter as ``second_opinion``, its reruns
+    the plan in other W0s (`psi_gym.flywheel.loop.FlywheelConfig.second_opinions`)."""
 
-    def __init__(self, rerun: Rerun, min_agreement: float = 1.0) -> None:
+    def __init__(self, rerun: Rerun, min_agreement: float = 1.0, name: str = "consistency") -> None:
         if not 0.0 <= min_agreement <= 1.0:
             raise ValueError(f"min_agreement must be in [0, 1], got {min_agreement}")
         self.rerun = rerun
         self.min_agreement = min_agreement
+        self.name = name
 
     def __call__(self, candidates: Sequence[Candidate]) -> np.ndarray:
         todo = [c for c in candidates if self.name not in c.scores]
@@ -130,7 +133,7 @@ class ConsistencyFilter:
         return np.array([c.scores[self.name] >= self.min_agreement for c in candidates], bool)
 
     def __repr__(self) -> str:
-        return f"ConsistencyFilter(min_agreement={self.min_agreement})"
+        return f"ConsistencyFilter(min_agreement={self.min_agreement}, name={self.name!r})"
 
 
 class DemoQualityFilter:

@@ -88,7 +88,8 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
 
 
 @pytest.mark.parametrize("flag, value", [("--world-model", "/no/such/w0"), ("--policy", "/no/such/r2"),
-                                         ("--iterations", "0"), ("--min-quality", "2"), ("--estimator", "/none")])
+                                         ("--iterations", "0"), ("--min-quality", "2"), ("--estimator", "/none"),
+                                         ("--second-opinion", "/no/such/w0")])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, flag, value):
     assert main(["flywheel", "--out", str(tmp_path / "run"), flag, value]) == 2
     err = capsys.readouterr().err
@@ -294,3 +295,47 @@ def test_consistency_reruns_start_from_the_demo_with_perceived_object_shifted(mo
     assert all(model == "PerceptionNoise(WorldModel, sigma=0.004)" for _, _, model in reruns)
     with pytest.raises(ValueError, match="consistency_noise"):
         FlywheelConfig(consistency_noise=-0.001)
+
+
+def test_second_opinions_rerun_each_plan_in_the_other_w0s_from_the_demos_start(monkeypatch):
+    """FlywheelConfig.second_opinions: each candidate that reaches the filter is run again in every
+    other W0, from its demo's own start, judged on that W0's tracked state; kept only if all agree."""
+    from psi_gym.agents import rollouts
+    from psi_gym.agents.search import SearchConfig
+    from psi_gym.flywheel import loop
+    from psi_gym.flywheel.loop import FlywheelConfig, refine_and_filter
+
+    demos = make_demos(4242, [0], 0)
+    calls = []
+    real = rollouts.run_plans_in_env
+
+    def recorded(env, rows, plans, seeds, **kwargs):
+        result = real(env, rows, plans, seeds, **kwargs)
+        calls.append(([row.demo_id for row in rows], type(env.unwrapped.core.reward_model).__name__))
+        result.success[:] = len(calls) == 1  # the first W0 says success, the second does not
+        return result
+
+    monkeypatch.setattr(rollouts, "run_plans_in_env", recorded)  # only the second opinions call it from here
+
+    class EveryCandidate:  # W0's verdict waived (an untrained W0 calls nothing a success)
+        name = "success"
+
+        def __init__(self, min_return):
+            pass
+
+        def __call__(self, candidates):
+            return np.ones(len(candidates), bool)
+
+    monkeypatch.setattr(loop, "SuccessFilter", EveryCandidate)
+    config = FlywheelConfig(demos_per_iteration=1, heldout_demos=1, variations=1, consistency_reruns=0, min_quality=0.0,
+                            second_opinions=("random:debug", "random:debug"),
+                            search=SearchConfig(population=2, iterations=1, elites=1),
+                            world_model="random:debug", estimator="random", progress=False)
+    outcome = refine_and_filter(config, "random:debug", demos, 1, {}, np.random.default_rng(0), lambda message: None)
+    assert len(calls) == 2  # one batch per other W0
+    assert all(ids == [demos[0].demo_id] * 3 and reward == "StateTrackingReward" for ids, reward in calls)
+    assert [c.scores["second_opinion"] for c in outcome.candidates] == [0.5] * 3  # one of two agreed
+    names = [name for name, _ in outcome.stages]
+    assert names == ["demo_quality", "success", "consistency", "second_opinion", "dedupe"]
+    assert not outcome.keep.any()  # not unanimous: nothing kept
+    assert FlywheelConfig(second_opinions=["a"]).second_opinions == ("a",)
