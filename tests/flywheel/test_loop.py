@@ -271,16 +271,7 @@ def test_consistency_reruns_start_from_the_demo_with_perceived_object_shifted(mo
 
     monkeypatch.setattr(rollouts, "run_plans_in_env", recorded)  # only the consistency reruns call it from here
 
-    class EveryCandidate:  # W0's verdict waived (an untrained W0 calls nothing a success): all go to the reruns
-        name = "success"
-
-        def __init__(self, min_return):
-            pass
-
-        def __call__(self, candidates):
-            return np.ones(len(candidates), bool)
-
-    monkeypatch.setattr(loop, "SuccessFilter", EveryCandidate)
+    monkeypatch.setattr(loop, "SuccessFilter", EveryCandidate)  # all go to the reruns
     config = FlywheelConfig(demos_per_iteration=1, heldout_demos=1, variations=1, consistency_reruns=2,
                             consistency_noise=0.004, min_quality=0.0,
                             search=SearchConfig(population=2, iterations=1, elites=1),
@@ -317,16 +308,7 @@ def test_second_opinions_rerun_each_plan_in_the_other_w0s_from_the_demos_start(m
 
     monkeypatch.setattr(rollouts, "run_plans_in_env", recorded)  # only the second opinions call it from here
 
-    class EveryCandidate:  # W0's verdict waived (an untrained W0 calls nothing a success)
-        name = "success"
-
-        def __init__(self, min_return):
-            pass
-
-        def __call__(self, candidates):
-            return np.ones(len(candidates), bool)
-
-    monkeypatch.setattr(loop, "SuccessFilter", EveryCandidate)
+    monkeypatch.setattr(loop, "SuccessFilter", EveryCandidate)  # all go to the reruns
     config = FlywheelConfig(demos_per_iteration=1, heldout_demos=1, variations=1, consistency_reruns=0, min_quality=0.0,
                             second_opinions=("random:debug", "random:debug"),
                             search=SearchConfig(population=2, iterations=1, elites=1),
@@ -339,3 +321,15 @@ def test_second_opinions_rerun_each_plan_in_the_other_w0s_from_the_demos_start(m
     assert names == ["demo_quality", "success", "consistency", "second_opinion", "dedupe"]
     assert not outcome.keep.any()  # not unanimous: nothing kept
     assert FlywheelConfig(second_opinions=["a"]).second_opinions == ("a",)
+
+
+class EveryCandidate:
+    """In place of `SuccessFilter`: W0's verdict waived (an untrained W0 calls nothing a success)."""
+
+    name = "success"
+
+    def __init__(self, min_return):
+        pass
+
+    def __call__(self, candidates):
+        return np.ones(len(candidates), bool)
