@@ -115,7 +115,8 @@ class FlywheelConfig:
     (reward model ``state_tracking``); they are not fine-tuned by the loop. Measured on the candidates of
     three demo pools (`benchmarks/flywheel_filters.py --committee`, README): w0-v3, the 512 x 3 w0-v5 and
     the contact-encoder W0 beside the shipped one raised the kept set's precision from 46/77 = 0.60 to
-    42/57 = 0.74. Empty: none (the default; the project ships one W0)."""
+    42/57 = 0.74; in three-seed flywheel runs from 98/161 = 0.61 to 84/123 = 0.68, R2's gain unchanged.
+    Empty: none (the default; the project ships one W0)."""
     min_quality: float = 0.25
     """data-quality bar of a demo (`psi_gym.flywheel.quality`). The state-grounded W0 (w0-v3) predicts
     more lag than the earlier frame-only one did: on the flywheel's training demos (seed 5101, 11
