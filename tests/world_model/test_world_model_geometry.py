@@ -186,9 +186,7 @@ def test_the_contact_encoder_sees_the_hand_in_the_objects_frame():
     per_point = dynamics.features(state, targets)[:, dynamics.flat_dim + CONTACT_SHARED_FEATURES:]
     per_point = per_point.unflatten(1, (dynamics.num_points, -1))
     assert per_point.shape[-1] == POINT_FEATURES
-    points = dynamics.kinematics(state.joint_state)[0]
-    points = torch.cat([points, 0.5 * (points[:, 1:].unflatten(1, (-1, 4))[:, :, :-1]
-                                       + points[:, 1:].unflatten(1, (-1, 4))[:, :, 1:]).flatten(1, 2)], dim=1)
+    points = dynamics.target_geometry(state.joint_state)[0]  # the hand's 29 points at the current joints
     relative = (points - state.object_position[:, None]) * 20.0  # units of 5 cm
     torch.testing.assert_close(per_point[0, :, :3], relative[0])  # an unturned box: world axes
     # turned 90 degrees about z: the box's x axis is the world's y, its y axis the world's -x
