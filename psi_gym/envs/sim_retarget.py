@@ -89,7 +89,8 @@ class SimulatorStepper:
         position = torch.from_numpy(poses[:, :3].copy())
         rotation = quaternion_to_matrix(poses[:, 3:])
         descriptor = torch.from_numpy(np.stack([object_descriptor(self.current[row].scene.to_dict()) for row in self.rows]))
-        return WorldState(joint_state=joints, previous_joint_state=joints.clone(), object_position=position,
+        return WorldState(joint_state=joints, previous_joint_state=joints.clone(), previous_joint_target=joints.clone(),
+                          object_position=position,
                           previous_object_position=position.clone(), object_rotation=rotation,
                           previous_object_rotation=rotation.clone(), object_descriptor=descriptor,
                           scene_frame=torch.as_tensor(np.asarray(frames, np.uint8)).clone())
@@ -120,6 +121,7 @@ class SimulatorStepper:
         joint_state = torch.from_numpy(np.stack(joints).astype(np.float32))
         position = torch.from_numpy(poses_array[:, :3].copy())
         state = WorldState(joint_state=joint_state, previous_joint_state=world_state.joint_state.clone(),
+                           previous_joint_target=torch.as_tensor(np.asarray(action, np.float32)).clone(),
                            object_position=position, previous_object_position=world_state.object_position.clone(),
                            object_rotation=quaternion_to_matrix(poses_array[:, 3:]),
                            previous_object_rotation=world_state.object_rotation.clone(),

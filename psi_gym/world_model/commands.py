@@ -119,7 +119,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     fresh = tiny_config()
     parser.add_argument("--fresh-dynamics", action="store_true",
                         help="with --init-from: keep that W0's perception and renderer, start its dynamics afresh "
-                             "(sized by --dynamics-width/--dynamics-layers/--dynamics-contact-width); with --parts "
+                             "(sized by --dynamics-width/--dynamics-layers/--dynamics-contact-width/"
+                             "--dynamics-joint-prior); with --parts "
                              "dynamics this retrains W0's "
                              "physics from scratch")
     parser.add_argument("--dynamics-width", type=positive_int, default=None,
@@ -131,6 +132,10 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dynamics-contact-width", type=positive_int, default=None,
                         help="width of a fresh dynamics' per-hand-point contact encoder (default: none); a W0 from "
                              "--init-from keeps its own unless --fresh-dynamics")
+    parser.add_argument("--dynamics-joint-prior", action="store_const", const=True, default=None,
+                        help="a fresh dynamics moves the hand's joints by a linear servo response fitted to --data "
+                             "(least squares, three coefficients per joint) and its MLP adds what that misses "
+                             "(contact, limits); a W0 from --init-from keeps its own unless --fresh-dynamics")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the dynamics' unrolled step (faster dynamics training: 2.8x on two CPU "
                              "cores; needs a C++ compiler, or Triton on a GPU)")
@@ -153,7 +158,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     _check_datasets(args.data, "--data")
     _check_model_folder(args.init_from, "--init-from")
     sizes = {"dynamics_hidden_dim": args.dynamics_width, "dynamics_num_layers": args.dynamics_layers,
-             "dynamics_contact_width": args.dynamics_contact_width}
+             "dynamics_contact_width": args.dynamics_contact_width, "dynamics_joint_prior": args.dynamics_joint_prior}
     sizes = {name: value for name, value in sizes.items() if value is not None}
     if args.fresh_dynamics and not args.init_from:
         raise ArgumentProblem("--fresh-dynamics", "replaces the dynamics of the W0 given by --init-from; without "
@@ -161,7 +166,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     if sizes and args.init_from and not args.fresh_dynamics:
         flag = next(f"--{name}" for name, value in (("dynamics-width", args.dynamics_width),
                                                      ("dynamics-layers", args.dynamics_layers),
-                                                     ("dynamics-contact-width", args.dynamics_contact_width))
+                                                     ("dynamics-contact-width", args.dynamics_contact_width),
+                                                     ("dynamics-joint-prior", args.dynamics_joint_prior))
                     if value is not None)
         raise ArgumentProblem(flag, f"sizes a fresh dynamics; the W0 from --init-from ({args.init_from}) keeps its own: "
                                     "add --fresh-dynamics to retrain its dynamics from scratch at this size, or drop "

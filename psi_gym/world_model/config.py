@@ -124,6 +124,11 @@ class WorldModelConfig:
     dynamics_contact_width: int = 0
     """width of the dynamics' per-hand-point contact encoder (`psi_gym.world_model.dynamics.ContactEncoder`,
     one MLP shared by the points, in the object's frame); 0: none, the MLP alone."""
+    dynamics_joint_prior: bool = False
+    """the hand's joints follow a linear servo response (`psi_gym.world_model.dynamics.JointResponse`:
+    three coefficients per joint, fitted to the training data by least squares when a dynamics is
+    made fresh) and the MLP predicts only what it misses (contact, limits); False: the MLP
+    predicts the joints' whole step."""
     perception_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 128])
     """conv widths of the perception CNN (each halves the resolution)."""
     perception_hidden_dim: int = 256
@@ -185,7 +190,7 @@ class TrainConfig:
     fresh_dynamics: bool = False
     """with ``init_from``: replace that world model's dynamics with a freshly initialised one, sized
     by ``model.dynamics_hidden_dim`` / ``dynamics_num_layers`` / ``dynamics_members`` /
-    ``dynamics_contact_width`` (its
+    ``dynamics_contact_width`` / ``dynamics_joint_prior`` (its
     perception and renderer are kept): retrain W0's physics from scratch."""
     parts: tuple[str, ...] = PARTS
     """the parts trained (any of `PARTS`); the others are frozen and their losses not computed,

@@ -117,8 +117,12 @@ class EpisodeTensors:
         return int(self.num_steps.max())
 
     def _state(self, rows: torch.Tensor, previous: torch.Tensor, episodes: torch.Tensor) -> WorldState:
+        step = rows - self.frame_offset[episodes]  # the frame's step in its episode
+        target_row = (self.step_offset[episodes] + step - 1).clamp_min(0)
+        previous_target = torch.where((step > 0)[:, None], self.targets[target_row], self.joint_state[rows])
         return WorldState(
             joint_state=self.joint_state[rows], previous_joint_state=self.joint_state[previous],
+            previous_joint_target=previous_target,
             object_position=self.object_position[rows], previous_object_position=self.object_position[previous],
             object_rotation=self.object_rotation[rows], previous_object_rotation=self.object_rotation[previous],
             object_descriptor=self.descriptor[episodes], scene_frame=self.frames[self.frame_offset[episodes]],
@@ -175,6 +179,20 @@ class EpisodeTensors:
         episodes = self.frame_episode[rows]
         return PerceptionBatch(frames=_to_model(self.frames[rows]), position=self.object_position[rows],
                                rotation=self.object_rotation[rows], descriptor=self.descriptor[episodes])
+
+    def joint_transitions(self) -> tuple[torch.Tensor, ...]:
+        """Every step of every episode as ``(q_{t+1}, q_t, q_{t-1}, u_t, u_{t-1})`` (each (N, 22); at an
+        episode's start ``q_{t-1} = q_t`` and ``u_{t-1} = q_t``: the hand rests where it begins), what
+        `psi_gym.world_model.dynamics.JointResponse.fit` reads."""
+        episodes = torch.repeat_interleave(torch.arange(len(self)), self.num_steps)
+        step = torch.arange(int(self.num_steps.sum())) - self.step_offset[episodes]
+        rows = self.frame_offset[episodes] + step
+        joint = self.joint_state[rows]
+        first = (step == 0)[:, None]
+        joint_previous = torch.where(first, joint, self.joint_state[(rows - 1).clamp_min(0)])
+        target = self.targets
+        target_previous = torch.where(first, joint, self.targets[(torch.arange(len(target)) - 1).clamp_min(0)])
+        return self.joint_state[rows + 1], joint, joint_previous, target, target_previous
 
     def episode_start(self, index: int) -> tuple[WorldState, torch.Tensor]:
         """Episode ``index``'s true start state and its joint targets (T, 22), for evaluation."""

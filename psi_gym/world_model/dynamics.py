@@ -13,6 +13,11 @@ centre, ``R`` its orientation; subscripts are time steps):
 * an MLP maps them to ``(dq, dp, omega)``: ``q_{t+1} = q_t + s * dq``, ``p_{t+1} = p_t + 1 cm * dp``,
   ``R_{t+1} = exp([omega]_x) R_t``.
 
+With ``joint_prior`` (`JointResponse`), ``dq`` is the hand's linear servo response plus the MLP's
+output: ``q_{t+1} - q_t = a (u_t - q_t) + b (q_t - q_{t-1}) + c (u_t - u_{t-1}) + s * dq_MLP``, per
+joint, with ``(a, b, c)`` fitted by least squares on the training data; the features then also hold
+``u_t - u_{t-1}``. The MLP is left with what a servo alone does not do: contact, limits.
+
 With ``contact_width`` > 0 (`ContactEncoder`), each hand point also goes through one small MLP
 shared by all points, in the object's own frame (where it is on the object's surface, where it is
 commanded to go, how far it moves), and the points' outputs are pooled (mean and max) into the
@@ -97,10 +102,50 @@ class ContactEncoder(nn.Module):
         return torch.cat([h.mean(1), h.amax(1)], dim=-1)
 
 
+class JointResponse(nn.Module):
+    """The hand's servo response, per joint: ``q_{t+1} - q_t = a (u_t - q_t) + b (q_t - q_{t-1}) + c (u_t - u_{t-1})``.
+
+    A position servo on a damped joint, sampled once per control step, is a linear system of second
+    order; seen through its positions alone it is exactly this form, with gain 1 at rest (the hand
+    settles on its target), so it holds at any scale of units. What it misses is contact, joint
+    limits and force saturation: the dynamics' MLP adds those. ``coefficients`` (J, 3) = ``(a, b, c)``
+    start at ``(1, 0, 0)`` (the hand reaches each target in one step) and `fit` sets them from data;
+    they are saved with the model and not trained by gradient."""
+
+    def __init__(self, num_joints: int) -> None:
+        super().__init__()
+        self.register_buffer("coefficients", torch.tensor([[1.0, 0.0, 0.0]]).repeat(num_joints, 1))
+
+    def forward(self, command: torch.Tensor, velocity: torch.Tensor, target_step: torch.Tensor) -> torch.Tensor:
+        """``q_{t+1} - q_t`` from ``u_t - q_t``, ``q_t - q_{t-1}`` and ``u_t - u_{t-1}`` (each (B, J), same units)."""
+        a, b, c = self.coefficients.unbind(-1)
+        return a * command + b * velocity + c * target_step
+
+    @torch.no_grad()
+    def fit(self, joint_next: torch.Tensor, joint: torch.Tensor, joint_previous: torch.Tensor, target: torch.Tensor,
+            target_previous: torch.Tensor) -> torch.Tensor:
+        """Least squares per joint over transitions (each (N, J)); sets and returns ``coefficients``.
+
+        Raises:
+            ValueError: fewer than 3 transitions, or shapes that differ."""
+        shapes = {tuple(x.shape) for x in (joint_next, joint, joint_previous, target, target_previous)}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != self.coefficients.shape[0]:
+            raise ValueError(f"fit needs five (N, {self.coefficients.shape[0]}) tensors, got shapes {sorted(shapes)}")
+        if joint.shape[0] < 3:
+            raise ValueError(f"fit needs at least 3 transitions, got {joint.shape[0]}")
+        x = torch.stack([target - joint, joint - joint_previous, target - target_previous], -1).double()  # (N, J, 3)
+        y = (joint_next - joint).double()
+        gram = torch.einsum("njk,njl->jkl", x, x) + 1e-12 * torch.eye(3, dtype=torch.float64)
+        moment = torch.einsum("njk,nj->jk", x, y)
+        self.coefficients.copy_(torch.linalg.solve(gram, moment).to(self.coefficients.dtype))
+        return self.coefficients
+
+
 class StateDynamics(nn.Module):
     """``step(state, joint_targets) -> next state`` (see the module doc)."""
 
-    def __init__(self, hidden_dim: int = 512, num_layers: int = 3, contact_width: int = 0) -> None:
+    def __init__(self, hidden_dim: int = 512, num_layers: int = 3, contact_width: int = 0,
+                 joint_prior: bool = False) -> None:
         super().__init__()
         spec = hand_spec("robot")
         ranges = torch.tensor(spec.joint_ranges(), dtype=torch.float32)
@@ -112,6 +157,9 @@ class StateDynamics(nn.Module):
         self.register_buffer("identity_columns", torch.tensor(IDENTITY_COLUMNS), persistent=False)
         joints, points = self.num_joints, NUM_HAND_POINTS + 12  # the joints' points and the links' middles
         in_dim = 4 * joints + 2 * 4 * points + points + 2 * 6 + 3 + 1 + 3 + 6 + 6 + DESCRIPTOR_DIM
+        self.joint_response = JointResponse(joints) if joint_prior else None
+        if self.joint_response is not None:
+            in_dim += joints  # u_t - u_{t-1}
         self.flat_dim, self.num_points = in_dim, points
         self.contact = ContactEncoder(contact_width, points, CONTACT_SHARED_FEATURES) if contact_width > 0 else None
         if self.contact is not None:
@@ -163,6 +211,8 @@ class StateDynamics(nn.Module):
             rotation * (1 - sphere), turn * (1 - sphere),
             state.object_descriptor,
         ]
+        if self.joint_response is not None:
+            flat.append((u - state.previous_joint_target) / self.joint_step)
         if self.contact is not None:  # per point, in the object's frame (``x R`` = ``R^T x`` per row)
             local = (points - p[:, None]) @ rotation_now * HAND_FEATURE_SCALE
             target_local = (target_points - p[:, None]) @ rotation_now * HAND_FEATURE_SCALE
@@ -173,25 +223,33 @@ class StateDynamics(nn.Module):
         return torch.cat(flat, dim=-1)
 
     def delta(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, 22 + 3 + 3) ``(dq, dp, omega)`` from `features`."""
+        """(B, 22 + 3 + 3) ``(dq, dp, omega)`` from `features` (``dq`` with the servo response, if any)."""
+        inputs = features
         if self.contact is not None:
             flat, shared, per_point = features.split([self.flat_dim, CONTACT_SHARED_FEATURES,
                                                       self.num_points * POINT_FEATURES], dim=-1)
-            features = torch.cat([flat, self.contact(per_point.unflatten(1, (self.num_points, -1)), shared)], dim=-1)
-        return self.out(self.trunk(features))
+            inputs = torch.cat([flat, self.contact(per_point.unflatten(1, (self.num_points, -1)), shared)], dim=-1)
+        out = self.out(self.trunk(inputs))
+        if self.joint_response is None:
+            return out
+        joints = self.num_joints  # the features' joint blocks, in units of joint_step (see `features`)
+        servo = self.joint_response(command=features[:, 3 * joints: 4 * joints], velocity=features[:, joints: 2 * joints],
+                                    target_step=features[:, self.flat_dim - joints: self.flat_dim])
+        return torch.cat([out[:, :joints] + servo, out[:, joints:]], dim=-1)
 
     def step(self, state: WorldState, joint_targets: torch.Tensor,
              target_geometry: tuple[torch.Tensor, torch.Tensor] | None = None) -> WorldState:
         """The state after one control step with absolute ``joint_targets`` (B, 22)
         (``target_geometry``: their `target_geometry`, if already computed)."""
-        return self.advance(state, self.delta(self.features(state, joint_targets, target_geometry)))
+        return self.advance(state, self.delta(self.features(state, joint_targets, target_geometry)), joint_targets)
 
-    def advance(self, state: WorldState, delta: torch.Tensor) -> WorldState:
-        """``state`` moved by ``delta`` = ``(dq, dp, omega)`` (see the module doc)."""
+    def advance(self, state: WorldState, delta: torch.Tensor, joint_targets: torch.Tensor) -> WorldState:
+        """``state`` moved by ``delta`` = ``(dq, dp, omega)`` (see the module doc) under ``joint_targets``."""
         joints = self.num_joints
         return WorldState(
             joint_state=state.joint_state + delta[:, :joints] * self.joint_step,
             previous_joint_state=state.joint_state,
+            previous_joint_target=joint_targets,
             object_position=state.object_position + delta[:, joints: joints + 3] * 0.01,
             previous_object_position=state.object_position,
             object_rotation=rotation_exp(delta[:, joints + 3: joints + 6]) @ state.object_rotation,
@@ -209,11 +267,13 @@ class DynamicsEnsemble(nn.Module):
     (`psi_gym.world_model.losses.dynamics_loss`) unrolls each member on its own predictions.
     Same interface as `StateDynamics`."""
 
-    def __init__(self, num_members: int, hidden_dim: int = 512, num_layers: int = 3, contact_width: int = 0) -> None:
+    def __init__(self, num_members: int, hidden_dim: int = 512, num_layers: int = 3, contact_width: int = 0,
+                 joint_prior: bool = False) -> None:
         super().__init__()
         if num_members < 2:
             raise ValueError(f"an ensemble has at least 2 members, got {num_members}")
-        self.members = nn.ModuleList(StateDynamics(hidden_dim, num_layers, contact_width) for _ in range(num_members))
+        self.members = nn.ModuleList(StateDynamics(hidden_dim, num_layers, contact_width, joint_prior)
+                                     for _ in range(num_members))
 
     @property
     def lead(self) -> StateDynamics:
@@ -246,14 +306,14 @@ class DynamicsEnsemble(nn.Module):
 
     def step(self, state: WorldState, joint_targets: torch.Tensor,
              target_geometry: tuple[torch.Tensor, torch.Tensor] | None = None) -> WorldState:
-        return self.lead.advance(state, self.delta(self.features(state, joint_targets, target_geometry)))
+        return self.lead.advance(state, self.delta(self.features(state, joint_targets, target_geometry)), joint_targets)
 
-    def advance(self, state: WorldState, delta: torch.Tensor) -> WorldState:
-        return self.lead.advance(state, delta)
+    def advance(self, state: WorldState, delta: torch.Tensor, joint_targets: torch.Tensor) -> WorldState:
+        return self.lead.advance(state, delta, joint_targets)
 
 
 class TensorStep(nn.Module):
-    """``dynamics.step`` on plain tensors, ``(q, q_prev, p, p_prev, R, R_prev, descriptor, u,
+    """``dynamics.step`` on plain tensors, ``(q, q_prev, u_prev, p, p_prev, R, R_prev, descriptor, u,
     target_points, target_palm) -> (q', p', R')``: what ``torch.compile`` traces for the unrolled
     training loss (`psi_gym.world_model.losses.dynamics_loss`), with no dataclass or frame in the graph."""
 
@@ -261,27 +321,28 @@ class TensorStep(nn.Module):
         super().__init__()
         self.dynamics = dynamics
 
-    def forward(self, q: torch.Tensor, q_prev: torch.Tensor, p: torch.Tensor, p_prev: torch.Tensor,
+    def forward(self, q: torch.Tensor, q_prev: torch.Tensor, u_prev: torch.Tensor, p: torch.Tensor, p_prev: torch.Tensor,
                 rotation: torch.Tensor, rotation_prev: torch.Tensor, descriptor: torch.Tensor,
                 joint_targets: torch.Tensor, target_points: torch.Tensor,
                 target_palm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        state = WorldState(joint_state=q, previous_joint_state=q_prev, object_position=p, previous_object_position=p_prev,
+        state = WorldState(joint_state=q, previous_joint_state=q_prev, previous_joint_target=u_prev,
+                           object_position=p, previous_object_position=p_prev,
                            object_rotation=rotation, previous_object_rotation=rotation_prev,
                            object_descriptor=descriptor, scene_frame=descriptor)  # the step never reads the frame
         after = self.dynamics.step(state, joint_targets, (target_points, target_palm))
         return after.joint_state, after.object_position, after.object_rotation
 
 
-def make_dynamics(num_members: int, hidden_dim: int, num_layers: int,
-                  contact_width: int = 0) -> StateDynamics | DynamicsEnsemble:
+def make_dynamics(num_members: int, hidden_dim: int, num_layers: int, contact_width: int = 0,
+                  joint_prior: bool = False) -> StateDynamics | DynamicsEnsemble:
     """One `StateDynamics`, or a `DynamicsEnsemble` of ``num_members`` > 1."""
     if num_members < 1:
         raise ValueError(f"dynamics_members must be >= 1, got {num_members}")
     if contact_width < 0:
         raise ValueError(f"dynamics_contact_width must be >= 0 (0: no contact encoder), got {contact_width}")
     if num_members == 1:
-        return StateDynamics(hidden_dim, num_layers, contact_width)
-    return DynamicsEnsemble(num_members, hidden_dim, num_layers, contact_width)
+        return StateDynamics(hidden_dim, num_layers, contact_width, joint_prior)
+    return DynamicsEnsemble(num_members, hidden_dim, num_layers, contact_width, joint_prior)
 
 
 def dynamics_members(dynamics: nn.Module) -> list[StateDynamics]:

@@ -27,9 +27,10 @@ def ensemble_world_model(models: Sequence[WorldModel]) -> WorldModel:
         raise ValueError(f"an ensemble needs at least 2 dynamics members, the models hold {len(members)}")
     base = models[0]
     sizes = {(model.config.dynamics_hidden_dim, model.config.dynamics_num_layers,
-              model.config.dynamics_contact_width) for model in models}
+              model.config.dynamics_contact_width, bool(model.config.dynamics_joint_prior)) for model in models}
     if len(sizes) != 1:
-        raise ValueError(f"the models' dynamics differ in size (hidden width, layers, contact width): {sorted(sizes)}")
+        raise ValueError(f"the models' dynamics differ in size (hidden width, layers, contact width, joint prior): "
+                         f"{sorted(sizes)}")
     ensemble = base.with_new_dynamics(dynamics_members=len(members))
     state = {f"members.{index}.{key}": value
              for index, member in enumerate(members) for key, value in member.state_dict().items()}

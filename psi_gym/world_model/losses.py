@@ -96,16 +96,17 @@ def compiled_steps(model) -> list[Callable]:
 def _unroll_loss(dynamics, step: Callable, batch: UnrollBatch) -> dict[str, torch.Tensor]:
     start = batch.start
     q, q_prev, p, p_prev = start.joint_state, start.previous_joint_state, start.object_position, start.previous_object_position
+    u_prev = start.previous_joint_target
     rotation, rotation_prev = start.object_rotation, start.previous_object_rotation
     positions, joints, rotations = [], [], []
     target_points, target_palm = dynamics.target_geometry(batch.targets)
     for t in range(batch.targets.shape[1]):
         # each step's slices as fresh tensors: a compiled step would see a new storage offset (and
         # compile again) for every t otherwise
-        q_next, p_next, rotation_next = step(q, q_prev, p, p_prev, rotation, rotation_prev, start.object_descriptor,
-                                             batch.targets[:, t].clone(), target_points[:, t].clone(),
-                                             target_palm[:, t].clone())
-        q_prev, p_prev, rotation_prev, q, p, rotation = q, p, rotation, q_next, p_next, rotation_next
+        u = batch.targets[:, t].clone()
+        q_next, p_next, rotation_next = step(q, q_prev, u_prev, p, p_prev, rotation, rotation_prev, start.object_descriptor,
+                                             u, target_points[:, t].clone(), target_palm[:, t].clone())
+        q_prev, p_prev, rotation_prev, q, p, rotation, u_prev = q, p, rotation, q_next, p_next, rotation_next, u
         positions.append(p)
         joints.append(q)
         rotations.append(rotation)

@@ -116,6 +116,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
         dynamics_num_layers: int = 3,
         dynamics_members: int = 1,
         dynamics_contact_width: int = 0,
+        dynamics_joint_prior: bool = False,
         perception_channels: list[int] | None = None,
         perception_hidden_dim: int = 256,
         num_inference_steps: int = 1,
@@ -138,7 +139,8 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
 
         # 1. Perception and physics.
         self.perception = ObjectPerception(image_size, tuple(perception_channels or (32, 64, 64, 128)), perception_hidden_dim)
-        self.dynamics = make_dynamics(dynamics_members, dynamics_hidden_dim, dynamics_num_layers, dynamics_contact_width)
+        self.dynamics = make_dynamics(dynamics_members, dynamics_hidden_dim, dynamics_num_layers, dynamics_contact_width,
+                                      dynamics_joint_prior)
         self.sketcher = Sketcher(image_size)  # no weights: kinematics and the camera
 
         # 2. The renderer's backbone.
@@ -176,7 +178,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
     def with_new_dynamics(self, **sizes: int) -> WorldModel:
         """A new model with this one's perception and renderer weights and a freshly initialised
         dynamics of ``sizes`` (``dynamics_hidden_dim``, ``dynamics_num_layers``, ``dynamics_members``,
-        ``dynamics_contact_width``;
+        ``dynamics_contact_width``, ``dynamics_joint_prior``;
         the others as here). Used to retrain the physics and to build ensembles."""
         fresh = WorldModel.from_model_config(dataclasses.replace(self.model_config, **sizes))
         kept = {key: value for key, value in self.state_dict().items() if not key.startswith("dynamics.")}
@@ -213,7 +215,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
         joints = _check_vector(joint_state, "joint_state", frames_t.shape[0], self.config.state_dim).to(self.device)
         seen = self.perception(self.frames_to_model(frames_t))
         return WorldState(
-            joint_state=joints, previous_joint_state=joints.clone(),
+            joint_state=joints, previous_joint_state=joints.clone(), previous_joint_target=joints.clone(),
             object_position=seen.position, previous_object_position=seen.position.clone(),
             object_rotation=seen.rotation, previous_object_rotation=seen.rotation.clone(),
             object_descriptor=seen.descriptor, scene_frame=frames_t.clone(),
@@ -244,7 +246,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
         with torch.autocast(device_type=noisy_frame.device.type, enabled=False):
             sketch = self.sketcher(state.joint_state.float(), state.object_position.float(),
                                    state.object_rotation.float(), state.object_descriptor.float())
-            features = self.state_features(_float_state(state))
+            features = self.state_features(state.floating())
         batch = noisy_frame.shape[0]
         hidden = torch.cat([noisy_frame.to(dtype), scene_frame.to(dtype), (sketch * 2.0 - 1.0).to(dtype),
                             self.coordinates.to(dtype).expand(batch, -1, -1, -1)], dim=1).unsqueeze(2)
@@ -336,7 +338,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
                             f"got {type(world_state).__name__}")
         elif len(world_state) != batch:
             raise ValueError(f"world_state holds {len(world_state)} rows, the batch has {batch}")
-        state = self.dynamics.step(_float_state(world_state.to(self.device)), targets)
+        state = self.dynamics.step(world_state.to(self.device).floating(), targets)
         frames_out = self.render(state, embedding, generator, steps)
         if output_type == "np":
             return WorldModelOutput(frames=frames_out.cpu().numpy(), state=state.joint_state.cpu().numpy(),
@@ -397,13 +399,6 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
     @classmethod
     def _diffusers_from_pretrained(cls, path: str, **kwargs: Any) -> Any:
         return super().from_pretrained(path, **kwargs)
-
-
-def _float_state(state: WorldState) -> WorldState:
-    """The float32 view of a state (physics and geometry run in float32)."""
-    return WorldState(state.joint_state.float(), state.previous_joint_state.float(), state.object_position.float(),
-                      state.previous_object_position.float(), state.object_rotation.float(),
-                      state.previous_object_rotation.float(), state.object_descriptor.float(), state.scene_frame)
 
 
 def _check_vector(value: Any, name: str, batch: int, dim: int) -> torch.Tensor:

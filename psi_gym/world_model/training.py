@@ -47,6 +47,7 @@ from psi_gym.data.episode import Episode
 from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
 from .config import PARTS, TIME_SAMPLINGS, TrainConfig, WorldModelConfig
 from .dataset import EpisodeTensors
+from .dynamics import dynamics_members
 from .losses import compile_unavailable, compiled_steps, dynamics_loss, perception_loss, renderer_loss
 from .model import WorldModel
 from .schedule import warmup_cosine_learning_rate
@@ -219,7 +220,19 @@ def build_model(config: TrainConfig) -> WorldModel:
         return model.with_new_dynamics(dynamics_hidden_dim=sizes.dynamics_hidden_dim,
                                        dynamics_num_layers=sizes.dynamics_num_layers,
                                        dynamics_members=sizes.dynamics_members,
-                                       dynamics_contact_width=sizes.dynamics_contact_width)
+                                       dynamics_contact_width=sizes.dynamics_contact_width,
+                                       dynamics_joint_prior=sizes.dynamics_joint_prior)
+
+
+def fit_joint_responses(model: WorldModel, dataset: EpisodeTensors) -> list[list[list[float]]]:
+    """Fit the servo response of each dynamics member of ``model`` that has one
+    (`psi_gym.world_model.dynamics.JointResponse`) to every step of ``dataset``; the coefficients
+    per member (empty if none has one)."""
+    responses = [member.joint_response for member in dynamics_members(model.dynamics) if member.joint_response is not None]
+    if not responses:
+        return []
+    transitions = dataset.joint_transitions()
+    return [response.fit(*transitions).tolist() for response in responses]
 
 
 def train_world_model(
@@ -310,6 +323,8 @@ def _train(episodes: Any, config: TrainConfig, out_dir: Path, resume: bool,
         model.encode_instruction(sorted({ep.instruction for ep in episodes_list})),
     )}
     dataset = EpisodeTensors(episodes_list, embeddings)
+    if checkpoint is None and (config.init_from is None or config.fresh_dynamics):
+        fit_joint_responses(model, dataset)  # a fresh dynamics' servo response, from the data it trains on
 
     trained = trained_parameters(model, config.parts)
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay,

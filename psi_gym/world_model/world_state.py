@@ -9,6 +9,8 @@ field                       shape, dtype        meaning
 =========================== =================== ===========================================
 joint_state                 (B, 22) float32     joint positions at t (m, rad)
 previous_joint_state        (B, 22) float32     joint positions at t-1 (= t at the start)
+previous_joint_target       (B, 22) float32     joint targets commanded at t-1 (= the joint positions
+                                                at the start: the hand rests where it begins)
 object_position             (B, 3) float32      object centre at t (m)
 previous_object_position    (B, 3) float32      object centre at t-1
 object_rotation             (B, 3, 3) float32   object orientation at t (columns: its axes)
@@ -107,6 +109,7 @@ class WorldState:
 
     joint_state: torch.Tensor
     previous_joint_state: torch.Tensor
+    previous_joint_target: torch.Tensor
     object_position: torch.Tensor
     previous_object_position: torch.Tensor
     object_rotation: torch.Tensor
@@ -142,5 +145,12 @@ class WorldState:
         """Zeros (identity rotations) for ``batch`` rows: a buffer an env fills at reset."""
         eye = torch.eye(3, device=device).expand(batch, 3, 3).clone()
         zeros = lambda *shape: torch.zeros(batch, *shape, device=device)  # noqa: E731
-        return cls(zeros(22), zeros(22), zeros(3), zeros(3), eye, eye.clone(), zeros(DESCRIPTOR_DIM),
-                   torch.zeros(batch, image_size, image_size, 3, dtype=torch.uint8, device=device))
+        return cls(joint_state=zeros(22), previous_joint_state=zeros(22), previous_joint_target=zeros(22),
+                   object_position=zeros(3), previous_object_position=zeros(3), object_rotation=eye,
+                   previous_object_rotation=eye.clone(), object_descriptor=zeros(DESCRIPTOR_DIM),
+                   scene_frame=torch.zeros(batch, image_size, image_size, 3, dtype=torch.uint8, device=device))
+
+    def floating(self) -> WorldState:
+        """The float32 view (physics and geometry run in float32); the scene frame stays uint8."""
+        return WorldState(**{f.name: getattr(self, f.name) if f.name == "scene_frame" else getattr(self, f.name).float()
+                             for f in dataclasses.fields(self)})

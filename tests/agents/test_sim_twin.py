@@ -65,9 +65,11 @@ def test_the_simulator_stepper_is_a_world_stepper_with_the_true_state():
     np.testing.assert_allclose(state.object_descriptor[0].numpy(), object_descriptor(context.scene.to_dict()))
     np.testing.assert_array_equal(state.scene_frame[0].numpy(), env.unwrapped.core.frame(0))  # the sim's own frame
     before = state.object_rotation[0].clone()
+    np.testing.assert_array_equal(state.previous_joint_target[0].numpy(), state.joint_state[0].numpy())  # at rest
     env.step(np.zeros(22, np.float32))
     after = core.world_state
     np.testing.assert_array_equal(after.previous_object_rotation[0].numpy(), before.numpy())
+    np.testing.assert_allclose(after.previous_joint_target[0].numpy(), env.unwrapped.episode().action[-1])  # commanded
     rotation = after.object_rotation[0].numpy()
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-5)
     np.testing.assert_allclose(after.object_position[0].numpy(), world.object_pose()[:3], atol=1e-6)

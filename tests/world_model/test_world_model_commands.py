@@ -69,6 +69,14 @@ def test_train_w0_sizes_a_fresh_dynamics_and_refuses_to_resize_an_init_from(tmp_
     model = WorldModel.from_pretrained(tmp_path / "contact" / "final")
     assert model.config.dynamics_contact_width == 8 and model.dynamics.contact.hidden.out_features == 8
     assert model.dynamics.trunk[0].in_features == model.dynamics.flat_dim + 2 * 8
+    assert main(base + ["--out", str(tmp_path / "servo"), "--dynamics-joint-prior"]) == 0
+    capsys.readouterr()
+    model = WorldModel.from_pretrained(tmp_path / "servo" / "final")
+    assert model.config.dynamics_joint_prior and model.dynamics.joint_response is not None
+    assert main(base + ["--out", str(tmp_path / "bad"), "--init-from", str(tmp_path / "wide" / "final"),
+                        "--dynamics-joint-prior"]) == 2
+    err = capsys.readouterr().err
+    assert "--dynamics-joint-prior" in err and "--fresh-dynamics" in err, err
     for flag in ("--dynamics-width", "--dynamics-layers", "--dynamics-contact-width"):
         assert main(base + ["--out", str(tmp_path / "bad"), "--init-from", str(tmp_path / "wide" / "final"), flag, "64"]) == 2
         err = capsys.readouterr().err

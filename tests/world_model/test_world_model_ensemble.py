@@ -35,7 +35,7 @@ def test_the_ensemble_steps_by_its_members_mean_and_keeps_the_first_models_other
         state = a.initial_state(frames[:, -1], joints)
         features = a.dynamics.features(state, targets)
         mean = torch.stack([m.dynamics.delta(features) for m in (a, b, c)]).mean(0)
-        expected = a.dynamics.advance(state, mean)
+        expected = a.dynamics.advance(state, mean, targets)
         stepped = ensemble.dynamics.step(ensemble.initial_state(frames[:, -1], joints), targets)
     torch.testing.assert_close(stepped.object_position, expected.object_position)
     torch.testing.assert_close(stepped.joint_state, expected.joint_state)
@@ -51,6 +51,17 @@ def test_the_ensemble_steps_by_its_members_mean_and_keeps_the_first_models_other
         ensemble_world_model([a])
     with pytest.raises(ValueError, match="differ in size"):
         ensemble_world_model([a, make_debug_model(dynamics_hidden_dim=8)])
+    with pytest.raises(ValueError, match="joint prior"):
+        ensemble_world_model([a, make_debug_model(dynamics_joint_prior=True)])
+
+
+def test_an_ensemble_keeps_each_members_servo_response():
+    models = [make_debug_model(seed=k, dynamics_joint_prior=True) for k in range(2)]
+    for k, model in enumerate(models):
+        model.dynamics.joint_response.coefficients.fill_(0.1 * (k + 1))
+    ensemble = ensemble_world_model(models)
+    for k, member in enumerate(ensemble.dynamics.members):
+        assert torch.all(member.joint_response.coefficients == 0.1 * (k + 1))
 
 
 def test_each_member_is_trained_on_its_own_unroll(sim_episodes):

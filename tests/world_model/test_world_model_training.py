@@ -83,16 +83,18 @@ def test_the_dynamics_unroll_masks_steps_past_an_episodes_end(sim_episodes):
 
 
 @pytest.mark.skipif(compile_unavailable("cpu") is not None, reason="torch.compile on the CPU needs a C++ compiler")
-@pytest.mark.parametrize("contact_width", [0, 8])
-def test_a_compiled_dynamics_step_gives_the_same_loss_and_gradients(sim_episodes, contact_width):
+@pytest.mark.parametrize("sizes", [{}, {"dynamics_contact_width": 8}, {"dynamics_joint_prior": True}])
+def test_a_compiled_dynamics_step_gives_the_same_loss_and_gradients(sim_episodes, sizes):
     """TrainConfig.compile: the unroll through compiled steps is the eager one (values and gradients),
-    with and without the contact encoder."""
+    with and without the contact encoder and the joints' servo response."""
     dataset = _dataset([trim(sim_episodes[0], 6), trim(sim_episodes[1], 9)])
     batch = dataset.unrolls(4, 0, torch.Generator().manual_seed(0), position_noise=0.002)
-    model = WorldModel.from_model_config(debug_config(image_size=IMAGE_SIZE, dynamics_contact_width=contact_width))
+    model = WorldModel.from_model_config(debug_config(image_size=IMAGE_SIZE, **sizes))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         torch.nn.init.normal_(model.dynamics.out.weight, std=0.05)
+    if model.dynamics.joint_response is not None:
+        model.dynamics.joint_response.fit(*dataset.joint_transitions())
     eager = dynamics_loss(model, batch)
     eager["loss"].backward()
     eager_grads = [p.grad.clone() for p in model.dynamics.parameters()]
