@@ -27,3 +27,17 @@ def test_w0_exploits_judges_the_refined_plans_and_writes_its_exploits(tmp_path):
     episode = dataset[0]
     assert episode.metadata["kind"] == "w0_exploit" and episode.frames.shape[1:] == (64, 64, 3)
     assert verify(episode).success == episode.success  # the label is the simulator's, replayed again
+
+
+def test_w0_frame_error_sources_draws_each_mix_of_true_and_predicted_state(tmp_path):
+    import json
+
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "w0_frame_error_sources.py"), "--episodes", "2",
+                             "--horizon", "2", "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["checkpoint"] == "default" and report["horizon"] == 2 and report["episodes"] == 2
+    for key in ("psnr_w0", "psnr_true_state", "psnr_true_joints_w0_object", "psnr_w0_joints_true_object"):
+        assert 10.0 < report[key] < 60.0, (key, report[key])
+    assert report["psnr_true_state"] > report["psnr_first_frame_held"]  # the renderer draws what moved
+    assert len(report["wrist_error_cm_median_by_step"]) == 2 and min(report["wrist_error_cm_median_by_step"]) >= 0
