@@ -150,6 +150,8 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --dynamics-contact-width -8 --no-progress", ("--dynamics-contact-width",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --init-from default --dynamics-layers 4 --no-progress",
      ("--dynamics-layers", "--init-from")),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --init-from default --dynamics-joint-prior --no-progress",
+     ("--dynamics-joint-prior", "--fresh-dynamics")),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --fresh-dynamics --no-progress", ("--fresh-dynamics", "--init-from")),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --compile --parts renderer --no-progress", ("--compile", "--parts")),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --parts physics --no-progress", ("--parts",)),
