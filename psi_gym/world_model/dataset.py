@@ -116,13 +116,17 @@ class EpisodeTensors:
     def max_steps(self) -> int:
         return int(self.num_steps.max())
 
-    def _state(self, rows: torch.Tensor, previous: torch.Tensor, episodes: torch.Tensor) -> WorldState:
+    def _previous_targets(self, rows: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor:
+        """The targets commanded before frame ``rows`` (the joints themselves at an episode's start:
+        the hand rests where it begins)."""
         step = rows - self.frame_offset[episodes]  # the frame's step in its episode
         target_row = (self.step_offset[episodes] + step - 1).clamp_min(0)
-        previous_target = torch.where((step > 0)[:, None], self.targets[target_row], self.joint_state[rows])
+        return torch.where((step > 0)[:, None], self.targets[target_row], self.joint_state[rows])
+
+    def _state(self, rows: torch.Tensor, previous: torch.Tensor, episodes: torch.Tensor) -> WorldState:
         return WorldState(
             joint_state=self.joint_state[rows], previous_joint_state=self.joint_state[previous],
-            previous_joint_target=previous_target,
+            previous_joint_target=self._previous_targets(rows, episodes),
             object_position=self.object_position[rows], previous_object_position=self.object_position[previous],
             object_rotation=self.object_rotation[rows], previous_object_rotation=self.object_rotation[previous],
             object_descriptor=self.descriptor[episodes], scene_frame=self.frames[self.frame_offset[episodes]],
@@ -188,11 +192,8 @@ class EpisodeTensors:
         step = torch.arange(int(self.num_steps.sum())) - self.step_offset[episodes]
         rows = self.frame_offset[episodes] + step
         joint = self.joint_state[rows]
-        first = (step == 0)[:, None]
-        joint_previous = torch.where(first, joint, self.joint_state[(rows - 1).clamp_min(0)])
-        target = self.targets
-        target_previous = torch.where(first, joint, self.targets[(torch.arange(len(target)) - 1).clamp_min(0)])
-        return self.joint_state[rows + 1], joint, joint_previous, target, target_previous
+        joint_previous = torch.where((step == 0)[:, None], joint, self.joint_state[(rows - 1).clamp_min(0)])
+        return self.joint_state[rows + 1], joint, joint_previous, self.targets, self._previous_targets(rows, episodes)
 
     def episode_start(self, index: int) -> tuple[WorldState, torch.Tensor]:
         """Episode ``index``'s true start state and its joint targets (T, 22), for evaluation."""
