@@ -177,6 +177,12 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("ensemble-w0 --models default {t}/notes --out {n}", ("--models",)),
     ("ensemble-w0 --models default default --out {t}/file.txt", ("--out",)),
     ("ensemble-w0 --models default default --out " + UNWRITABLE + "/e", ("--out",)),
+    # ---------------------------------------------------------------------- fit-hand-servo
+    ("fit-hand-servo --data {t}/missing --out {n}", ("--data",)),
+    ("fit-hand-servo --data {t}/notes --out {n}", ("--data",)),
+    ("fit-hand-servo --model {t}/missing --data {t}/rollouts --out {n}", ("--model",)),
+    ("fit-hand-servo --data {t}/rollouts --out {t}/file.txt", ("--out",)),
+    ("fit-hand-servo --out {n}", ("--data",)),
     # ---------------------------------------------------------------------------- bench-w0
     ("bench-w0 --repeats 1 --batch-sizes 0", ("--batch-sizes",)),
     ("bench-w0 --repeats 1 --batch-sizes -1", ("--batch-sizes",)),

@@ -6,6 +6,8 @@ imports the CLI.
 * ``psi-gym ensemble-w0 --models A B [...] --out DIR``: A's perception and renderer, every model's
   dynamics as one ensemble (`psi_gym.world_model.ensemble`).
 * ``psi-gym bench-w0 [--model DIR]`` times `WorldModel.predict` at a few batch sizes.
+* ``psi-gym fit-hand-servo --model M --data ROOT [ROOT ...] --out DIR``: M with a hand servo
+  (`WorldModelConfig.hand_servo`) fitted by least squares to the rollouts' every step.
 (``psi-gym eval-w0`` evaluates W0 through the env against the simulator: it lives in
 `psi_gym.agents.commands`, above the parts it uses.)
 """
@@ -279,10 +281,44 @@ def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
             "num_parameters": model.num_parameters()}
 
 
+def configure_hand_servo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="world-model folder or 'default' (its dynamics, perception "
+                                                           "and renderer are kept)")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="robot-rollout dataset folder(s) (psi-gym collect) the servo is fitted to")
+    parser.add_argument("--out", type=Path, required=True, help="folder to save the W0 in (from_pretrained)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+
+
+def run_hand_servo(args: argparse.Namespace) -> dict[str, Any]:
+    from psi_gym.data.atomic import replacing_dir
+
+    from .model import WorldModel
+    from .training import fit_hand_servo
+
+    _check_model_folder(args.model, "--model")
+    _check_datasets(args.data, "--data")
+    if (args.out / "config.json").exists() and not args.overwrite:
+        raise ArgumentProblem("--out", f"{args.out} already holds a model; pass --overwrite to replace it")
+    check_output_dir(args.out, "--out")
+    try:
+        model = fit_hand_servo(WorldModel.from_pretrained(args.model), [str(root) for root in args.data])
+    except ValueError as error:
+        raise ArgumentProblem("--data", str(error)) from None
+    with replacing_dir(args.out) as tmp:
+        model.save_pretrained(tmp)
+    coefficients = model.hand_response.coefficients
+    return {"out": str(args.out), "model": args.model,
+            "wrist_coefficients": [[round(float(v), 4) for v in row] for row in coefficients[:3]],
+            "finger_coefficients_mean": [round(float(v), 4) for v in coefficients[6:].mean(0)]}
+
+
 COMMANDS = {
     "train-w0": ("train the Psi-W0 world model on robot rollouts (successes and failures)", configure_train, run_train),
     "ensemble-w0": ("one W0 whose dynamics steps by the mean of several W0s' dynamics", configure_ensemble, run_ensemble),
     "bench-w0": ("time WorldModel.predict (ms per batched step, env steps per second)", configure_bench, run_bench),
+    "fit-hand-servo": ("give a W0 a hand drawn where a servo fitted to robot rollouts puts it", configure_hand_servo,
+                       run_hand_servo),
 }
 """name -> (help, configure(parser), run(args) -> summary), listed by `psi_gym.cli` (``eval-w0``, which
 needs the env and the simulator, is `psi_gym.agents.commands`')."""

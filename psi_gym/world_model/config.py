@@ -129,6 +129,11 @@ class WorldModelConfig:
     three coefficients per joint, fitted to the training data by least squares when a dynamics is
     made fresh) and the MLP predicts only what it misses (contact, limits); False: the MLP
     predicts the joints' whole step."""
+    hand_servo: bool = False
+    """W0 draws and reports the hand where a linear servo response puts it (`JointResponse`, fitted to
+    robot rollouts by least squares: ``psi-gym fit-hand-servo``), rolled from the episode's start
+    over the commanded targets; the dynamics' own joints still drive its physics, as its memory of
+    the contact. False: the hand is drawn where the dynamics' joints are."""
     perception_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 128])
     """conv widths of the perception CNN (each halves the resolution)."""
     perception_hidden_dim: int = 256

@@ -246,8 +246,9 @@ class StateDynamics(nn.Module):
     def advance(self, state: WorldState, delta: torch.Tensor, joint_targets: torch.Tensor) -> WorldState:
         """``state`` moved by ``delta`` = ``(dq, dp, omega)`` (see the module doc) under ``joint_targets``."""
         joints = self.num_joints
+        joint_state = state.joint_state + delta[:, :joints] * self.joint_step
         return WorldState(
-            joint_state=state.joint_state + delta[:, :joints] * self.joint_step,
+            joint_state=joint_state,
             previous_joint_state=state.joint_state,
             previous_joint_target=joint_targets,
             object_position=state.object_position + delta[:, joints: joints + 3] * 0.01,
@@ -256,6 +257,8 @@ class StateDynamics(nn.Module):
             previous_object_rotation=state.object_rotation,
             object_descriptor=state.object_descriptor,
             scene_frame=state.scene_frame,
+            hand_joint_state=joint_state,  # the drawn hand: these joints (a W0 with a hand servo replaces it)
+            previous_hand_joint_state=state.hand_joint_state,
         )
 
 
@@ -328,7 +331,8 @@ class TensorStep(nn.Module):
         state = WorldState(joint_state=q, previous_joint_state=q_prev, previous_joint_target=u_prev,
                            object_position=p, previous_object_position=p_prev,
                            object_rotation=rotation, previous_object_rotation=rotation_prev,
-                           object_descriptor=descriptor, scene_frame=descriptor)  # the step never reads the frame
+                           object_descriptor=descriptor, scene_frame=descriptor,  # the step never reads the frame
+                           hand_joint_state=q, previous_hand_joint_state=q_prev)  # nor the drawn hand
         after = self.dynamics.step(state, joint_targets, (target_points, target_palm))
         return after.joint_state, after.object_position, after.object_rotation
 

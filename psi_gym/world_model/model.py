@@ -57,7 +57,7 @@ from psi_gym.data.assets import ConfigWithoutOrigin
 
 from .attention import use_fast_rotary_attention
 from .config import ACTION_DIM, INSTRUCTION_DIM, STATE_DIM, WanBackboneConfig, WorldModelConfig, renderer_in_channels
-from .dynamics import TABLE_HEIGHT_OFFSET, make_dynamics
+from .dynamics import TABLE_HEIGHT_OFFSET, JointResponse, dynamics_members, make_dynamics
 from .perception import ObjectPerception
 from .sampler import NUM_TRAIN_TIMESTEPS, FlowMatchSampler
 from .sketch import Sketcher
@@ -117,6 +117,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
         dynamics_members: int = 1,
         dynamics_contact_width: int = 0,
         dynamics_joint_prior: bool = False,
+        hand_servo: bool = False,
         perception_channels: list[int] | None = None,
         perception_hidden_dim: int = 256,
         num_inference_steps: int = 1,
@@ -142,6 +143,8 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
         self.dynamics = make_dynamics(dynamics_members, dynamics_hidden_dim, dynamics_num_layers, dynamics_contact_width,
                                       dynamics_joint_prior)
         self.sketcher = Sketcher(image_size)  # no weights: kinematics and the camera
+        # the drawn hand's servo response (`WorldModelConfig.hand_servo`): fitted, not trained
+        self.hand_response = JointResponse(state_dim) if hand_servo else None
 
         # 2. The renderer's backbone.
         if pretrained_backbone is not None:
@@ -227,7 +230,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
         sphere = state.object_descriptor[:, :1]
         rotation = state.object_rotation[..., :2].transpose(-1, -2).flatten(1)
         position = (state.object_position - state.object_position.new_tensor([0.0, 0.0, TABLE_HEIGHT_OFFSET])) * 20.0
-        return torch.cat([self.dynamics.normalize_joints(state.joint_state), position, rotation * (1 - sphere),
+        return torch.cat([self.dynamics.normalize_joints(state.hand_joint_state), position, rotation * (1 - sphere),
                           state.object_descriptor / 5.0], dim=-1)
 
     # ---------------------------------------------------------------------------------- network
@@ -244,7 +247,7 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
         """
         dtype = self.transformer.proj_out.weight.dtype
         with torch.autocast(device_type=noisy_frame.device.type, enabled=False):
-            sketch = self.sketcher(state.joint_state.float(), state.object_position.float(),
+            sketch = self.sketcher(state.hand_joint_state.float(), state.object_position.float(),
                                    state.object_rotation.float(), state.object_descriptor.float())
             features = self.state_features(state.floating())
         batch = noisy_frame.shape[0]
@@ -338,13 +341,38 @@ class WorldModel(ConfigWithoutOrigin, ModelMixin, ConfigMixin):
                             f"got {type(world_state).__name__}")
         elif len(world_state) != batch:
             raise ValueError(f"world_state holds {len(world_state)} rows, the batch has {batch}")
-        state = self.dynamics.step(world_state.to(self.device).floating(), targets)
+        before = world_state.to(self.device).floating()
+        state = self.dynamics.step(before, targets)
+        if self.hand_response is not None:
+            state.hand_joint_state, state.previous_hand_joint_state = self.servo_hand(before, targets), before.hand_joint_state
         frames_out = self.render(state, embedding, generator, steps)
         if output_type == "np":
-            return WorldModelOutput(frames=frames_out.cpu().numpy(), state=state.joint_state.cpu().numpy(),
+            return WorldModelOutput(frames=frames_out.cpu().numpy(), state=state.hand_joint_state.cpu().numpy(),
                                     object_position=state.object_position.cpu().numpy(), world_state=state)
-        return WorldModelOutput(frames=frames_out, state=state.joint_state, object_position=state.object_position,
+        return WorldModelOutput(frames=frames_out, state=state.hand_joint_state, object_position=state.object_position,
                                 world_state=state)
+
+    def servo_hand(self, state: WorldState, joint_targets: torch.Tensor) -> torch.Tensor:
+        """(B, 22) the drawn hand one step after ``state`` under ``joint_targets``, by the hand servo
+        (`WorldModelConfig.hand_servo`), within the joints' ranges."""
+        if self.hand_response is None:
+            raise ValueError("this W0 has no hand servo (WorldModelConfig.hand_servo); psi-gym fit-hand-servo adds one")
+        q, q_previous = state.hand_joint_state, state.previous_hand_joint_state
+        moved = q + self.hand_response(joint_targets - q, q - q_previous, joint_targets - state.previous_joint_target)
+        lead = dynamics_members(self.dynamics)[0]
+        return torch.minimum(torch.maximum(moved, lead.joint_low), lead.joint_high)
+
+    def with_hand_servo(self, coefficients: torch.Tensor) -> WorldModel:
+        """A copy of this W0 whose drawn hand follows a servo with ``coefficients`` (22, 3) (see
+        `psi_gym.world_model.dynamics.JointResponse`); everything else as here."""
+        fresh = WorldModel.from_model_config(dataclasses.replace(self.model_config, hand_servo=True))
+        kept = {key: value for key, value in self.state_dict().items() if not key.startswith("hand_response.")}
+        missing, unexpected = fresh.load_state_dict(kept, strict=False)
+        if unexpected or any(not key.startswith("hand_response.") for key in missing):
+            raise ValueError(f"the world model does not fit its own config (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        fresh.hand_response.coefficients.copy_(torch.as_tensor(coefficients, dtype=torch.float32))
+        return fresh
 
     # ------------------------------------------------------------------------------- validation
     def _check_frames(self, frames: Any, name: str, single: bool = False) -> torch.Tensor:

@@ -47,7 +47,7 @@ from psi_gym.data.episode import Episode
 from .checkpoint import is_wan_folder, load_optimizer_state, save_optimizer_state
 from .config import PARTS, TIME_SAMPLINGS, TrainConfig, WorldModelConfig
 from .dataset import EpisodeTensors
-from .dynamics import dynamics_members
+from .dynamics import JointResponse, dynamics_members
 from .losses import compile_unavailable, compiled_steps, dynamics_loss, perception_loss, renderer_loss
 from .model import WorldModel
 from .schedule import warmup_cosine_learning_rate
@@ -233,6 +233,20 @@ def fit_joint_responses(model: WorldModel, dataset: EpisodeTensors) -> list[list
         return []
     transitions = dataset.joint_transitions()
     return [response.fit(*transitions).tolist() for response in responses]
+
+
+def fit_hand_servo(model: WorldModel, episodes: Sequence[Episode] | str | os.PathLike | Sequence[str | os.PathLike]) -> WorldModel:
+    """A copy of ``model`` whose drawn hand follows a servo response (`WorldModelConfig.hand_servo`)
+    fitted by least squares to every step of ``episodes`` (robot rollouts, or dataset roots); its
+    dynamics, perception and renderer unchanged."""
+    robot = [ep for ep in load_episodes(episodes) if ep.embodiment == "robot"]
+    if not robot:
+        raise ValueError("no robot episodes to fit the hand servo to")
+    texts = sorted({ep.instruction for ep in robot})
+    dataset = EpisodeTensors(robot, dict(zip(texts, model.encode_instruction(texts))))
+    response = JointResponse(int(model.config.state_dim))
+    response.fit(*dataset.joint_transitions())
+    return model.with_hand_servo(response.coefficients)
 
 
 def train_world_model(

@@ -18,7 +18,15 @@ previous_object_rotation    (B, 3, 3) float32   object orientation at t-1
 object_descriptor           (B, 6) float32      kind one-hot (apple, can, box), then size in cm
                                                 (apple: r; can: r, half length; box: half sides)
 scene_frame                 (B, H, W, 3) uint8  the episode's first frame: the scene's looks
+hand_joint_state            (B, 22) float32     the hand as W0 draws and reports it at t: the
+                                                joints above, or with a hand servo
+                                                (`WorldModelConfig.hand_servo`) where the servo puts it
+previous_hand_joint_state   (B, 22) float32     the same at t-1 (= t at the start)
 =========================== =================== ===========================================
+
+The dynamics reads and moves ``joint_state`` (its own estimate of the joints, which also carries
+what it remembers of the contact); the renderer, ``predict``'s joint output and the env's
+observation read ``hand_joint_state``. Without a hand servo the two are the same.
 """
 
 from __future__ import annotations
@@ -116,6 +124,15 @@ class WorldState:
     previous_object_rotation: torch.Tensor
     object_descriptor: torch.Tensor
     scene_frame: torch.Tensor
+    hand_joint_state: torch.Tensor | None = None
+    previous_hand_joint_state: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        # not given: the drawn hand is the dynamics' joints (copies: an env writes rows of each field in place)
+        if self.hand_joint_state is None:
+            self.hand_joint_state = self.joint_state.clone()
+        if self.previous_hand_joint_state is None:
+            self.previous_hand_joint_state = self.previous_joint_state.clone()
 
     def __len__(self) -> int:
         return int(self.joint_state.shape[0])
@@ -148,7 +165,8 @@ class WorldState:
         return cls(joint_state=zeros(22), previous_joint_state=zeros(22), previous_joint_target=zeros(22),
                    object_position=zeros(3), previous_object_position=zeros(3), object_rotation=eye,
                    previous_object_rotation=eye.clone(), object_descriptor=zeros(DESCRIPTOR_DIM),
-                   scene_frame=torch.zeros(batch, image_size, image_size, 3, dtype=torch.uint8, device=device))
+                   scene_frame=torch.zeros(batch, image_size, image_size, 3, dtype=torch.uint8, device=device),
+                   hand_joint_state=zeros(22), previous_hand_joint_state=zeros(22))
 
     def floating(self) -> WorldState:
         """The float32 view (physics and geometry run in float32); the scene frame stays uint8."""
