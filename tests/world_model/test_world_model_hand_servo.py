@@ -13,6 +13,7 @@ import torch
 from psi_gym.world_model.model import WorldModel
 from psi_gym.world_model.training import fit_hand_servo
 from psi_gym.world_model.world_state import WorldState
+from tests.default_world_model import require_default_world_model
 
 from .conftest import make_debug_model, make_episodes, random_inputs
 
@@ -118,3 +119,24 @@ def test_the_command_fits_and_saves_a_w0_with_a_servo(tmp_path, capsys):
     assert main(["fit-hand-servo", "--model", str(model_dir), "--data", str(tmp_path / "nowhere"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "--data" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_the_shipped_w0s_servo_settles_on_a_held_target():
+    """The default W0 ships a fitted hand servo; held at a constant target, its drawn hand must reach
+    it within the env's episode (48 steps) and not swing far past it: a servo fitted badly (unstable,
+    or one that never moves) fails here."""
+    require_default_world_model()
+    model = WorldModel.from_pretrained("default")
+    assert model.config.hand_servo and model.hand_response is not None
+    response = model.hand_response
+    step = 0.1
+    q = q_previous = target_previous = torch.zeros(1, 22)
+    target = torch.full((1, 22), step)
+    peak = torch.zeros(1, 22)
+    with torch.no_grad():
+        for _ in range(48):
+            moved = q + response(target - q, q - q_previous, target - target_previous)
+            q_previous, q, target_previous = q, moved, target
+            peak = torch.maximum(peak, q)
+    assert float((target - q).abs().max()) < 0.02 * step
+    assert float(peak.max()) < 1.25 * step
