@@ -24,6 +24,7 @@ trackers into ``out_dir/logs/train-w0/`` (`psi_gym.data.metrics`: TensorBoard if
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,18 +60,21 @@ LOG_EVERY = 10  # steps per logged point (the mean of the loss parts over them)
 # ------------------------------------------------------------------------------- data input
 def load_episodes(source: Sequence[Episode] | str | os.PathLike | Sequence[str | os.PathLike]) -> list[Episode]:
     """Episodes given directly, or read from one or more LeRobot dataset roots."""
+    return list(iter_episodes(source))
+
+
+def iter_episodes(source: Sequence[Episode] | str | os.PathLike | Sequence[str | os.PathLike]) -> Iterator[Episode]:
+    """`load_episodes` one episode at a time: a dataset's frames are decoded as each episode is
+    reached, so a caller that keeps only part of each holds no more. The source is checked now."""
     if isinstance(source, (str, os.PathLike)):
         source = [source]
     items = list(source)
     if all(isinstance(item, Episode) for item in items):
-        return items
+        return iter(items)
     if all(isinstance(item, (str, os.PathLike)) for item in items):
-        from psi_gym.data.lerobot import read_episodes  # written alongside; imported only when used
+        from psi_gym.data.lerobot import EpisodeDataset  # written alongside; imported only when used
 
-        episodes: list[Episode] = []
-        for root in items:
-            episodes.extend(read_episodes(root))
-        return episodes
+        return (episode for root in items for episode in EpisodeDataset(root))
     raise ValueError("episodes must be a list of Episode objects or of dataset root folders")
 
 
@@ -235,17 +239,24 @@ def fit_joint_responses(model: WorldModel, dataset: EpisodeTensors) -> list[list
     return [response.fit(*transitions).tolist() for response in responses]
 
 
-def fit_hand_servo(model: WorldModel, episodes: Sequence[Episode] | str | os.PathLike | Sequence[str | os.PathLike]) -> WorldModel:
+def fit_hand_servo(model: WorldModel, episodes: Sequence[Episode] | str | os.PathLike | Sequence[str | os.PathLike],
+                   chunk: int = 256) -> WorldModel:
     """A copy of ``model`` whose drawn hand follows a servo response (`WorldModelConfig.hand_servo`)
     fitted by least squares to every step of ``episodes`` (robot rollouts, or dataset roots); its
-    dynamics, perception and renderer unchanged."""
-    robot = [ep for ep in load_episodes(episodes) if ep.embodiment == "robot"]
-    if not robot:
+    dynamics, perception and renderer unchanged. The episodes are read ``chunk`` at a time and only
+    their joints and targets kept (`EpisodeTensors.joint_transitions`, episode by episode), so the
+    frames of a large dataset are never all in memory."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    robot = (ep for ep in iter_episodes(episodes) if ep.embodiment == "robot")
+    parts: list[tuple[torch.Tensor, ...]] = []
+    while batch := list(itertools.islice(robot, chunk)):
+        texts = sorted({ep.instruction for ep in batch})
+        parts.append(EpisodeTensors(batch, dict(zip(texts, model.encode_instruction(texts)))).joint_transitions())
+    if not parts:
         raise ValueError("no robot episodes to fit the hand servo to")
-    texts = sorted({ep.instruction for ep in robot})
-    dataset = EpisodeTensors(robot, dict(zip(texts, model.encode_instruction(texts))))
     response = JointResponse(int(model.config.state_dim))
-    response.fit(*dataset.joint_transitions())
+    response.fit(*(torch.cat(columns) for columns in zip(*parts)))
     return model.with_hand_servo(response.coefficients)
 
 

@@ -99,6 +99,19 @@ def test_fitted_to_mujoco_rollouts_the_drawn_hand_tracks_the_simulators_open_loo
     assert errors["servo"] < 0.005 and errors["servo"] < errors["plain"] / 4, errors
 
 
+def test_the_fit_read_in_chunks_is_the_fit_read_at_once():
+    """The episodes are read a few at a time (a dataset's frames are never all in memory): the same
+    least squares as reading them all, and a bad chunk size is refused."""
+    episodes = make_episodes(5, seed=7)
+    model = make_debug_model()
+    whole = fit_hand_servo(model, episodes).hand_response.coefficients
+    for chunk in (1, 2):
+        torch.testing.assert_close(fit_hand_servo(model, episodes, chunk=chunk).hand_response.coefficients, whole,
+                                   rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk"):
+        fit_hand_servo(model, episodes, chunk=0)
+
+
 def test_the_command_fits_and_saves_a_w0_with_a_servo(tmp_path, capsys):
     from psi_gym.cli import main
     from psi_gym.data.lerobot import write_dataset
