@@ -13,11 +13,16 @@ def test_w0_exploits_judges_the_refined_plans_and_writes_its_exploits(tmp_path):
     out = tmp_path / "exploits"
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "w0_exploits.py"), "--pool", "43", "--demos", "3",
                              "--population", "4", "--iterations", "2", "--elites", "2", "--per-demo", "2",
-                             "--collect", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                             "--collect", str(out), "--robust", "2", "--robust-noise", "0"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("3 held-out demos (pool 43); raw retarget in the simulator:")
-    assert any(line.startswith("default: refined in W0, sim success") for line in lines), lines
+    plain = next(line for line in lines if line.startswith("default: refined in W0, sim success"))
+    # the robust search from 2 readings of the start, moved by 0 m: the plain search again
+    robust = next(line for line in lines if line.startswith("default, robust search (2 starts, 0.0 cm): sim success"))
+    assert robust.split("sim success ")[1][:5] == plain.split("sim success ")[1][:5], (plain, robust)
+    assert robust.split("W0 says ")[1][:5] == plain.split("W0 says ")[1][:5], (plain, robust)
 
     from psi_gym.data.lerobot import EpisodeDataset
     from psi_gym.sim.verify import verify
