@@ -131,6 +131,16 @@ def vary_demos(demos: Sequence[Episode], per_demo: int, kinds: Sequence[str], rn
     return varied
 
 
+def shift_object_start(state: Any, shift: np.ndarray) -> Any:
+    """``state`` (a start `WorldState`) with W0's reading of each row's object moved by ``shift``
+    (rows, 2): metres along x and y, the object at rest (its previous position moved alike)."""
+    moved = torch.zeros_like(state.object_position)
+    moved[:, :2] = torch.as_tensor(np.asarray(shift), dtype=moved.dtype, device=moved.device)
+    state.object_position = state.object_position + moved
+    state.previous_object_position = state.previous_object_position + moved
+    return state
+
+
 class PerceptionNoise:
     """A world model (a `psi_gym.envs.psi_w0_retarget_core.WorldStepper`, e.g. W0) whose reading of the
     object's start position is shifted by Gaussian noise of ``sigma`` m per horizontal axis, a new
@@ -155,12 +165,7 @@ class PerceptionNoise:
 
     def initial_state(self, frames: np.ndarray, joint_state: np.ndarray) -> Any:
         state = self.world_model.initial_state(frames, joint_state)
-        shift = np.zeros((len(state), 3))
-        shift[:, :2] = self.rng.normal(0.0, self.sigma, (len(state), 2))
-        shift = torch.as_tensor(shift, dtype=state.object_position.dtype, device=state.object_position.device)
-        state.object_position = state.object_position + shift
-        state.previous_object_position = state.previous_object_position + shift
-        return state
+        return shift_object_start(state, self.rng.normal(0.0, self.sigma, (len(state), 2)))
 
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         return self.world_model.predict(*args, **kwargs)
@@ -169,4 +174,5 @@ class PerceptionNoise:
         return f"PerceptionNoise({type(self.world_model).__name__}, sigma={self.sigma})"
 
 
-__all__ = ["KINDS", "PerceptionNoise", "VariationConfig", "object_mask", "vary_demo", "vary_demos", "vary_frame"]
+__all__ = ["KINDS", "PerceptionNoise", "VariationConfig", "object_mask", "shift_object_start", "vary_demo",
+           "vary_demos", "vary_frame"]
