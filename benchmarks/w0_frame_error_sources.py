@@ -39,9 +39,9 @@ def main() -> None:
 
     from psi_gym.retarget.robot_rollouts import make_rollout
     from psi_gym.world_model import WorldModel
-    from psi_gym.world_model.dataset import EpisodeTensors
-    from psi_gym.world_model.dynamics import JointResponse, dynamics_members
+    from psi_gym.world_model.dynamics import dynamics_members
     from psi_gym.world_model.evaluation import predict_open_loop, psnr
+    from psi_gym.world_model.training import fit_hand_servo
     from psi_gym.world_model.world_state import WorldState, object_descriptor, quaternion_to_matrix
 
     sources = None if args.sources == "all" else {args.sources: 1.0}
@@ -80,10 +80,7 @@ def main() -> None:
 
         response = dynamics_members(model.dynamics)[0].joint_response
         if response is None:  # a servo fitted to other rollouts than the scored ones
-            response = JointResponse(true_joints.shape[-1])
-            texts = sorted({ep.instruction for ep in fit_set})
-            fit_tensors = EpisodeTensors(fit_set, dict(zip(texts, model.encode_instruction(texts))))
-            response.fit(*fit_tensors.joint_transitions())
+            response = fit_hand_servo(model, fit_set).hand_response
         servo = _servo_rollout(response, episodes, horizon)
         wrist = np.linalg.norm(predicted.joint_state[..., :3] - true_joints[..., :3], axis=-1) * 100.0
         servo_wrist = np.linalg.norm(servo[..., :3] - true_joints[..., :3], axis=-1) * 100.0
