@@ -96,6 +96,11 @@ def configure_refine(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=positive_int, default=search.iterations, help="CEM iterations")
     p.add_argument("--elites", type=positive_int, default=search.elites)
     p.add_argument("--init-std", type=number_in(0, low_open=True), default=search.init_std)
+    p.add_argument("--robust-starts", type=int_at_least(0), default=search.robust_starts,
+                   help="R: score each plan from R readings of its demo's start, W0 seeing the object off by "
+                        "--robust-noise (mean return; R times the W0 rollouts); 0: W0's own reading")
+    p.add_argument("--robust-noise", type=number_in(0), default=search.robust_noise,
+                   help="m per horizontal axis: how far off a reading sees the object")
     p.add_argument("--max-rows", type=positive_int, default=128, help="W0 env rows per batched step")
     p.add_argument("--policy", default=None, help="R2 folder PPO starts from (psi-gym train-r2); default: a fresh R2")
     p.add_argument("--policy-architecture", choices=("wan", "cnn"), default="wan", help="a fresh R2's trunk")
@@ -121,7 +126,7 @@ def run_refine(args: argparse.Namespace) -> dict[str, Any]:
         num_tuning_demos=args.num_tuning_demos, world_model=args.world_model, estimator=args.estimator,
         reward_model=args.reward_model,
         search=SearchConfig(population=args.population, iterations=args.iterations, elites=args.elites,
-                            init_std=args.init_std),
+                            init_std=args.init_std, robust_starts=args.robust_starts, robust_noise=args.robust_noise),
         max_rows=args.max_rows, policy=args.policy, policy_architecture=args.policy_architecture,
         ppo_iterations=args.ppo_iterations, ppo_num_envs=args.ppo_num_envs, ppo_epochs=args.ppo_epochs,
         ppo_learning_rate=args.ppo_learning_rate, ppo_log_std=args.ppo_log_std, seed=args.seed,

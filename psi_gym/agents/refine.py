@@ -217,7 +217,8 @@ def refine_demos(config: RefineConfig) -> dict[str, Any]:
     out = Path(config.out) if config.out else None
 
     tick = time.perf_counter()
-    population_rows = min(config.max_rows, max(config.num_demos, config.num_tuning_demos) * config.search.population)
+    population_rows = min(config.max_rows, max(config.num_demos, config.num_tuning_demos) * config.search.population
+                          * max(1, config.search.robust_starts))
     # each env holds exactly its demos (indices 0 .. n-1): the held-out ones, or the tuning ones
     heldout_episodes = select_demos(config.demos, config.num_demos)
     tuning_episodes = select_demos(config.tuning_demos, config.num_tuning_demos)
@@ -258,9 +259,12 @@ def refine_demos(config: RefineConfig) -> dict[str, Any]:
                     _save_npz(out / f"cem-{name}.npz", mean=mean, std=std, iteration=iteration)
             return save
 
-        search = cem_search(heldout, score_in_env(heldout_env), config.search, rng, progress, checkpoint("heldout"))
+        def scorer(env: Any):
+            return score_in_env(env, config.search.robust_starts, config.search.robust_noise, seed=config.seed)
+
+        search = cem_search(heldout, scorer(heldout_env), config.search, rng, progress, checkpoint("heldout"))
         refined_plans = search.plans
-        tuning_search = cem_search(tuning, score_in_env(tuning_env), config.search, rng, progress, checkpoint("tuning"))
+        tuning_search = cem_search(tuning, scorer(tuning_env), config.search, rng, progress, checkpoint("tuning"))
         if bar is not None:
             bar.close()
         tuning_plans = tuning_search.plans

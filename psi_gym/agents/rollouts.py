@@ -109,23 +109,28 @@ class PlanResults:
 
 
 def run_plans_in_env(vector_env: Any, demos: Sequence[DemoRef], plans: Sequence[np.ndarray],
-                     seeds: Sequence[int], record_frames: bool = False, record_episodes: bool = False) -> PlanResults:
+                     seeds: Sequence[int], record_frames: bool = False, record_episodes: bool = False,
+                     object_shifts: np.ndarray | None = None) -> PlanResults:
     """Run ``plans[i]`` (H_i, 22) open loop on demo ``demos[i]`` in the vector env (see `run_in_env`)."""
     if len(plans) != len(demos):
         raise ValueError(f"demos and plans must have the same length, got {len(demos)}, {len(plans)}")
-    return run_in_env(vector_env, demos, seeds, plans=plans, record_frames=record_frames, record_episodes=record_episodes)
+    return run_in_env(vector_env, demos, seeds, plans=plans, record_frames=record_frames, record_episodes=record_episodes,
+                      object_shifts=object_shifts)
 
 
 def run_in_env(vector_env: Any, demos: Sequence[DemoRef], seeds: Sequence[int], plans: Sequence[np.ndarray] | None = None,
                act: Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray] | None = None,
-               record_frames: bool = False, record_episodes: bool = False) -> PlanResults:
+               record_frames: bool = False, record_episodes: bool = False,
+               object_shifts: np.ndarray | None = None) -> PlanResults:
     """One episode per demo in a PsiW0-Retarget-style vector env (``autoreset_mode=DISABLED``; the
     W0 env or its simulator twin), in batches of its ``num_envs`` rows (a short last batch is padded
     with copies of its first row, then dropped), every row to its horizon.
 
     Actions come from ``plans[i]`` (open loop) or from ``act(obs, rows)`` (closed loop: the batch's
     observation and which demo each row holds). Rows that end before the others (an early
-    ``terminated``) are reset and no longer recorded.
+    ``terminated``) are reset and no longer recorded. ``object_shifts`` (len(demos), 2): episode
+    ``i`` starts with W0's reading of its object moved by ``object_shifts[i]`` m (the env's
+    ``object_shift`` reset option).
     """
     if (plans is None) == (act is None):
         raise ValueError("give exactly one of plans= (open loop) or act= (closed loop)")
@@ -133,6 +138,10 @@ def run_in_env(vector_env: Any, demos: Sequence[DemoRef], seeds: Sequence[int], 
     count = len(demos)
     if len(seeds) != count:
         raise ValueError(f"demos and seeds must have the same length, got {count}, {len(seeds)}")
+    if object_shifts is not None:
+        object_shifts = np.asarray(object_shifts, np.float64)
+        if object_shifts.shape != (count, 2):
+            raise ValueError(f"object_shifts must be ({count}, 2) metres (one per demo), got shape {object_shifts.shape}")
     returns = np.zeros(count, np.float32)
     success = np.zeros(count, bool)
     actions_out: list[np.ndarray] = [np.zeros(0)] * count
@@ -144,7 +153,10 @@ def run_in_env(vector_env: Any, demos: Sequence[DemoRef], seeds: Sequence[int], 
         padded = np.asarray(rows + [rows[0]] * (n - len(rows)))
         reset_seeds = [int(seeds[i]) for i in padded]
         reset_demos = [demos[i].index for i in padded]
-        obs, _ = vector_env.reset(seed=reset_seeds, options={"demo": reset_demos})
+        reset_options: dict[str, Any] = {"demo": reset_demos}
+        if object_shifts is not None:
+            reset_options["object_shift"] = object_shifts[padded]
+        obs, _ = vector_env.reset(seed=reset_seeds, options=reset_options)
         horizon = max(demos[i].horizon for i in padded)
         batch_return = np.zeros(n, np.float32)
         batch_success = np.zeros(n, bool)
@@ -179,7 +191,7 @@ def run_in_env(vector_env: Any, demos: Sequence[DemoRef], seeds: Sequence[int], 
             if not alive.any():
                 break
             if ended.any():  # DISABLED autoreset refuses to step an ended row: restart it, unrecorded
-                obs, _ = vector_env.reset(seed=reset_seeds, options={"demo": reset_demos, "reset_mask": ended.copy()})
+                obs, _ = vector_env.reset(seed=reset_seeds, options={**reset_options, "reset_mask": ended.copy()})
         for j, i in enumerate(rows):
             returns[i], success[i] = batch_return[j], batch_success[j]
             actions_out[i] = batch_actions[j, :steps[j]].copy()

@@ -101,6 +101,12 @@ class PsiW0RetargetEnv(gym.Env):
     and start joints. ``reset(seed=s)`` seeds both the demo draw and W0's sampling noise.
     ``reset(options={"demo": d})``: ``d`` an index into the demo set, a demo id (see
     ``env.unwrapped.context.demo_id``), an `Episode` or a dataset folder to draw from.
+    ``reset(options={"object_shift": (dx, dy)})``: W0 reads the object's start position that many
+    metres off along x and y and plays the whole episode from there (the drawn object, its
+    dynamics and the reward follow; the demo's reference does not): a plan or policy can be
+    checked against W0 not seeing the object exactly where the scene has it
+    (`psi_gym.agents.search.SearchConfig.robust_starts` scores plans this way). The simulator
+    twin refuses it: its object is where its scene puts it.
 
     ## Episode End
 
@@ -181,10 +187,18 @@ class PsiW0RetargetEnv(gym.Env):
             raise TypeError(f"options must be a dict such as {{'demo': 3}} or None, got {type(options).__name__} {options!r}")
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = sorted(set(options) - {"demo"})
+        unknown = sorted(set(options) - {"demo", "object_shift"})
         if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; PsiW0-Retarget-v0 takes options={{'demo': ...}}")
-        self.core.reset(self._row, [self.np_random], [options.get("demo")], horizons=[self._time_limit()])
+            raise ValueError(f"unknown reset option(s) {unknown}; PsiW0-Retarget-v0 takes options={{'demo': ..., "
+                             "'object_shift': (dx, dy)}}")
+        shift = options.get("object_shift")
+        if shift is not None:
+            shift = np.asarray(shift, dtype=np.float64)
+            if shift.shape != (2,):
+                raise ValueError(f"options['object_shift'] must be (dx, dy) in metres, got shape {shift.shape}")
+            shift = shift[None]
+        self.core.reset(self._row, [self.np_random], [options.get("demo")], horizons=[self._time_limit()],
+                        object_shifts=shift)
         return self.core.observation(0), self.core.info(0)
 
     def _time_limit(self) -> int | None:

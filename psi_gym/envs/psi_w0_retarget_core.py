@@ -363,16 +363,19 @@ class PsiW0RetargetCore:
 
     # ----------------------------------------------------------------------------- reset
     def reset(self, rows: np.ndarray, rngs: list[np.random.Generator], demos: list[Any],
-              horizons: list[int | None] | None = None) -> None:
+              horizons: list[int | None] | None = None, object_shifts: Any = None) -> None:
         """Start a new episode in each of ``rows``: demo ``demos[j]`` (see `select_demo`) drawn
         with ``rngs[j]``, which also seeds the row's world-model noise. ``horizons[j]``, if given
         and not None, caps the row's horizon H (the single env passes the step limit of a
-        Gymnasium ``TimeLimit`` wrapper around it).
+        Gymnasium ``TimeLimit`` wrapper around it). ``object_shifts`` (len(rows), 2), if given:
+        the world model's reading of each row's object start moved by that much (metres along x
+        and y, `WorldState.shift_object`): the episode plays as if W0 had seen the object there.
 
         Every demo is chosen (and its instruction embedded) before any row changes, so a bad
         choice leaves all rows as they were.
         """
         horizons = [None] * len(rows) if horizons is None else list(horizons)
+        shifts = self.check_object_shifts(object_shifts, len(rows))
         chosen = []
         for rng, choice, horizon in zip(rngs, demos, horizons, strict=True):
             start = select_demo(self.demos, choice, rng, self.config.successful_demos_only)
@@ -385,6 +388,8 @@ class PsiW0RetargetCore:
         start_states = np.stack([np.clip(start.start_state, self.joint_low, self.joint_high) for start, _, _, _ in chosen])
         first_frames = self.start_rows(np.asarray(rows, np.int64), [start for start, _, _, _ in chosen], first_frames)
         initial = self.world_model.initial_state(first_frames, start_states)  # W0 reads the object off the frame
+        if shifts is not None:
+            initial = initial.shift_object(shifts)
         longest = max(limit for _, _, limit, _ in chosen)
         if longest > self.record_length:  # the other rows' episodes fit already: they are kept
             self._allocate_records(longest)
@@ -410,6 +415,18 @@ class PsiW0RetargetCore:
             self.record_state[row, 0] = start_state
             self.record_object[row, 0] = start_object[j]  # where W0 sees the object
         self._stack_references()
+
+    def check_object_shifts(self, object_shifts: Any, rows: int) -> np.ndarray | None:
+        """``object_shifts`` as a (rows, 2) float32 array (None stays None), or a ValueError that
+        says what was expected."""
+        if object_shifts is None:
+            return None
+        shifts = np.asarray(object_shifts, dtype=np.float64)
+        if shifts.shape != (rows, 2) or not np.isfinite(shifts).all():
+            raise ValueError(f"object_shift must be finite metres along x and y, shape ({rows}, 2) for {rows} reset "
+                             f"row(s) (or (2,) for all of them), got shape {shifts.shape}"
+                             + ("" if np.isfinite(shifts).all() else " with NaN/inf"))
+        return shifts.astype(np.float32)
 
     def start_rows(self, rows: np.ndarray, starts: list[DemoStart], first_frames: np.ndarray) -> np.ndarray:
         """Called by `reset` once the demos of ``rows`` are chosen and before the stepper reads

@@ -44,7 +44,9 @@ class PsiW0RetargetVectorEnv(VectorEnv):
     (``info["success"]``); ``truncated`` is always False (see `PsiW0RetargetEnv`, "Episode End").
 
     ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i`` (a list gives one seed per sub-env);
-    ``options={"demo": d}`` applies ``d`` to every reset sub-env, or give a list of N choices.
+    ``options={"demo": d}`` applies ``d`` to every reset sub-env, or give a list of N choices;
+    ``options={"object_shift": s}``, ``s`` (2,) or (N, 2) metres: W0 reads each reset sub-env's
+    object start that far off along x and y (see `PsiW0RetargetEnv`, "Starting State").
 
     ``envs.episode(i)`` returns sub-env ``i``'s current episode as a generated `Episode` (running
     or ended); ``envs.episode(i, finished=True)`` its latest ended one, also after an autoreset
@@ -82,9 +84,9 @@ class PsiW0RetargetVectorEnv(VectorEnv):
             raise TypeError("options must be a dict such as {'demo': 3} or {'reset_mask': mask} or None, "
                             f"got {type(options).__name__} {options!r}")
         options = dict(options or {})
-        unknown = sorted(set(options) - {"demo", "reset_mask"})
+        unknown = sorted(set(options) - {"demo", "reset_mask", "object_shift"})
         if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; expected 'demo' and/or 'reset_mask'")
+            raise ValueError(f"unknown reset option(s) {unknown}; expected 'demo', 'reset_mask' and/or 'object_shift'")
         mask = self._reset_mask(options.pop("reset_mask", None))
         if seed is None or isinstance(seed, (int, np.integer)):
             super().reset(seed=None if seed is None else int(seed))
@@ -100,10 +102,18 @@ class PsiW0RetargetVectorEnv(VectorEnv):
             raise ValueError(f"options['demo'] as a list must hold {n} choices (one per sub-env), got {len(choices)}")
 
         rows = np.flatnonzero(mask)
+        shifts = options.get("object_shift")
+        if shifts is not None:
+            shifts = np.asarray(shifts, dtype=np.float64)
+            shifts = np.broadcast_to(shifts, (n, 2)) if shifts.shape == (2,) else shifts
+            if shifts.shape != (n, 2):
+                raise ValueError(f"options['object_shift'] must be (2,) metres (every reset sub-env) or ({n}, 2) "
+                                 f"(one per sub-env), got shape {shifts.shape}")
+            shifts = shifts[rows]
         for row in rows:
             if seeds[row] is not None:
                 self._rngs[row] = seeding.np_random(seeds[row])[0]
-        self.core.reset(rows, [self._rngs[row] for row in rows], [choices[row] for row in rows])
+        self.core.reset(rows, [self._rngs[row] for row in rows], [choices[row] for row in rows], object_shifts=shifts)
         self._autoreset[rows] = False
         infos: dict[str, Any] = {}
         for row in rows:

@@ -168,6 +168,12 @@ class SimRetargetCore(PsiW0RetargetCore):
         demos = load_demo_set(config.demos, config.successful_demos_only)
         return cls(config, reward_model, demos, num_envs, role, image_size)
 
+    def check_object_shifts(self, object_shifts: Any, rows: int) -> np.ndarray | None:
+        if object_shifts is not None:
+            raise ValueError("object_shift moves a world model's reading of the object's start; the simulator's object "
+                             "is where its scene puts it (reset PsiSim-Retarget without object_shift)")
+        return None
+
     def start_rows(self, rows: np.ndarray, starts: list[Any], first_frames: np.ndarray) -> np.ndarray:
         # the simulator's own first frames (the demos' recorded ones, rendered again from the same state)
         return self.world_model.start(rows, starts)

@@ -48,6 +48,11 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--population", type=int_at_least(2), default=c.search.population, help="CEM candidates per start")
     p.add_argument("--search-iterations", type=positive_int, default=c.search.iterations, help="CEM iterations")
     p.add_argument("--elites", type=positive_int, default=c.search.elites)
+    p.add_argument("--robust-starts", type=int_at_least(0), default=c.search.robust_starts,
+                   help="R: the search scores each plan from R readings of its start, W0 seeing the object off by "
+                        "--robust-noise (mean return; R times the W0 rollouts); 0: W0's own reading")
+    p.add_argument("--robust-noise", type=number_in(0), default=c.search.robust_noise,
+                   help="m per horizontal axis: how far off a reading sees the object")
     p.add_argument("--consistency-reruns", type=int_at_least(0), default=c.consistency_reruns,
                    help="W0 reruns of each candidate from its demo's start, W0's reading of the object shifted (self-consistency; 0: none)")
     p.add_argument("--consistency-noise", type=number_in(0), default=c.consistency_noise,
@@ -93,7 +98,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         generalization_every=args.generalization_every, heldout_demos=args.heldout_demos,
         heldout_seed=args.heldout_seed, ranking_candidates=args.ranking_candidates, variations=args.variations,
         search=SearchConfig(population=args.population, iterations=args.search_iterations,
-                            elites=min(args.elites, args.population)),
+                            elites=min(args.elites, args.population), robust_starts=args.robust_starts,
+                            robust_noise=args.robust_noise),
         consistency_reruns=args.consistency_reruns, consistency_noise=args.consistency_noise,
         min_consistency=args.min_consistency, second_opinions=tuple(args.second_opinion),
         min_quality=args.min_quality, dedupe_distance=args.dedupe_distance, exploration=args.exploration,

@@ -109,7 +109,7 @@ class ConsistencyFilter:
     So a rerun from the same start with another seed has the same predicted state by construction
     and tests only whether rendering noise moves the estimator's verdict; the flywheel's reruns
     start from the demo's start with W0's reading of the object's position shifted
-    (`psi_gym.flywheel.variation.PerceptionNoise`, each with its own seed), which changes the whole
+    (the env's ``object_shift`` reset option, a new shift and seed each time), which changes the whole
     predicted trajectory, the noise as well.
 
     ``name`` names the score: the flywheel also runs this filter as ``second_opinion``, its reruns

@@ -13,8 +13,8 @@ Each iteration ``k = 1 .. K`` of one *variant*:
    refined plan is rolled out once more in W0 for its trajectory (``refined_w0``,
    ``scene_variation``);
 4. **filter** the candidates (`psi_gym.flywheel.filters`: demo quality, W0's verdict, W0
-   self-consistency over reruns with W0's reading of the object's start shifted
-   (`psi_gym.flywheel.variation.PerceptionNoise`), dedupe against the buffer);
+   self-consistency over reruns with W0's reading of the object's start shifted (the env's
+   ``object_shift`` reset option), dedupe against the buffer);
 5. **write back**: the human demos that pass the quality bar and the kept trajectories go into the
    buffer (`psi_gym.flywheel.buffer`, committed), exported as a LeRobot v3.0 dataset;
 6. **deploy** the current R2 on the robot budget (``robot_episodes``, the simulator in its robot
@@ -96,7 +96,7 @@ class FlywheelConfig:
     """CEM inside W0, per start."""
     consistency_reruns: int = 8
     """W0 reruns per candidate for self-consistency: its plan from its demo's start, W0's reading of the
-    object's start position shifted by ``consistency_noise`` each time (`PerceptionNoise`), each with its
+    object's start position shifted by ``consistency_noise`` each time (the env's ``object_shift``), each with its
     own seed. Not plain reruns: W0 reads its state off the first frame and advances it deterministically,
     so a rerun from the same start differs only in the renderer's noise (and reruns from recoloured or
     noisy first frames changed no verdict in a 3-iteration run)."""
@@ -262,7 +262,7 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
     from psi_gym.flywheel.judge import judge_verdicts
     from psi_gym.flywheel.quality import demo_quality
     from psi_gym.flywheel.rollouts import run_episodes
-    from psi_gym.flywheel.variation import PerceptionNoise, vary_demos
+    from psi_gym.flywheel.variation import vary_demos
 
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
@@ -270,7 +270,7 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
     starts = [d.start for d in demos]
     varied = vary_demos(starts, V, config.variation_kinds, rng, prefix="v")
     env_demos = starts + varied
-    search_rows = D * (1 + V) * config.search.population
+    search_rows = D * (1 + V) * config.search.population * max(1, config.search.robust_starts)
     env = _w0_env(config, world_model, env_demos, max(1, min(config.max_rows, search_rows)))
     refs = demo_refs(env)
     base, varied_refs = refs[:D], refs[D:D + D * V]
@@ -289,7 +289,9 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
     # 3. refine the demos and their varied starts inside W0
     tick = time.perf_counter()
     search_refs = base + varied_refs
-    search = cem_search(search_refs, score_in_env(env), config.search, rng)
+    robust_seed = seeds(1)[0] if config.search.robust_starts else 0  # the plain search draws as it always did
+    scorer = score_in_env(env, config.search.robust_starts, config.search.robust_noise, robust_seed)
+    search = cem_search(search_refs, scorer, config.search, rng)
     refined = run_episodes(env, search_refs, seeds(len(search_refs)), plans=search.plans)
     seconds["refine"] = time.perf_counter() - tick
     log(f"iteration {iteration}: refined {len(search_refs)} starts ({search.rollouts} W0 rollouts)")
@@ -303,23 +305,19 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
                                     rollout.env_return, rollout.plan, rollout.demo, perturbation))
 
     # 4. filters (W0 only), the consistency reruns as they need them: each candidate's plan from its
-    # demo's own start, W0 reading the object's start a little off each time (`PerceptionNoise`)
+    # demo's own start, W0 reading the object's start a little off each time (the env's object_shift)
     tick = time.perf_counter()
     base_of = {d.demo_id: j for j, d in enumerate(demos)}
 
     def rerun(todo: Sequence[Candidate]) -> np.ndarray:
         if R == 0:
             return np.ones((len(todo), 0), bool)
-        noisy = PerceptionNoise(env.unwrapped.core.world_model, config.consistency_noise, seeds(1)[0])
-        check_env = _w0_env(config, noisy, starts, max(1, min(config.max_rows, len(todo) * R)))
-        check_refs = demo_refs(check_env)
         rows, plans = [], []
         for candidate in todo:
-            rows += [check_refs[base_of[candidate.demo_id]]] * R
+            rows += [base[base_of[candidate.demo_id]]] * R
             plans += [candidate.plan] * R
-        verdicts = run_plans_in_env(check_env, rows, plans, seeds(len(rows))).success
-        check_env.close()
-        return verdicts.reshape(len(todo), R)
+        shifts = rng.normal(0.0, config.consistency_noise, (len(rows), 2))
+        return run_plans_in_env(env, rows, plans, seeds(len(rows)), object_shifts=shifts).success.reshape(len(todo), R)
 
     def second_opinion(todo: Sequence[Candidate]) -> np.ndarray:
         """(C, M): each other W0's verdict on each candidate's plan, from the demo's own start."""

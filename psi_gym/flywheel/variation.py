@@ -15,9 +15,9 @@ W0* for free:
   reads off them, differ. ``appearance`` and ``frame`` change what perception reads, and with it
   the whole predicted trajectory.
 
-`PerceptionNoise` varies a start the other way: a W0 whose reading of the object's start position
-is off by a little (as the simulator's scene differs from what W0 saw);
-the flywheel's self-consistency reruns start from it (`psi_gym.flywheel.filters.ConsistencyFilter`).
+A start can also be varied the other way, in what W0 reads: the env's ``object_shift`` reset
+option moves W0's reading of the object's start position (`WorldState.shift_object`); the
+flywheel's self-consistency reruns and the robust search (`psi_gym.agents.search`) use it.
 
 Every kind leaves the physical scene as it is (object size, pose, mass; the hand's start), so a
 trajectory refined from a varied start is still a plan for the demo's scene, and the simulator
@@ -29,10 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import torch
 
 from psi_gym.data.episode import Episode
 from psi_gym.sim.scene import OBJECT_RGBA
@@ -131,48 +129,5 @@ def vary_demos(demos: Sequence[Episode], per_demo: int, kinds: Sequence[str], rn
     return varied
 
 
-def shift_object_start(state: Any, shift: np.ndarray) -> Any:
-    """``state`` (a start `WorldState`) with W0's reading of each row's object moved by ``shift``
-    (rows, 2): metres along x and y, the object at rest (its previous position moved alike)."""
-    moved = torch.zeros_like(state.object_position)
-    moved[:, :2] = torch.as_tensor(np.asarray(shift), dtype=moved.dtype, device=moved.device)
-    state.object_position = state.object_position + moved
-    state.previous_object_position = state.previous_object_position + moved
-    return state
-
-
-class PerceptionNoise:
-    """A world model (a `psi_gym.envs.psi_w0_retarget_core.WorldStepper`, e.g. W0) whose reading of the
-    object's start position is shifted by Gaussian noise of ``sigma`` m per horizontal axis, a new
-    shift at every reset (``seed`` makes them reproducible); everything else is the wrapped model's.
-
-    W0 reads the object's pose off the first frame and advances it deterministically, so a plan
-    rerun in W0 from the same start repeats its prediction; rerun from starts read off by about a
-    centimetre, it shows whether the predicted outcome holds when the object is not exactly where W0
-    saw it, the way it is not in the simulator's scene. The flywheel's self-consistency reruns use
-    it (`psi_gym.flywheel.loop.FlywheelConfig.consistency_noise` says what it measured); reruns from
-    recoloured or noisy first frames, which it replaces, changed no verdict."""
-
-    def __init__(self, world_model: Any, sigma: float, seed: int | None = None) -> None:
-        if not (np.isfinite(sigma) and sigma >= 0):
-            raise ValueError(f"sigma must be a finite number of metres >= 0, got {sigma!r}")
-        self.world_model = world_model
-        self.sigma = float(sigma)
-        self.rng = np.random.default_rng(seed)
-        self.image_size = world_model.image_size
-        self.num_context_frames = world_model.num_context_frames
-        self.device = world_model.device
-
-    def initial_state(self, frames: np.ndarray, joint_state: np.ndarray) -> Any:
-        state = self.world_model.initial_state(frames, joint_state)
-        return shift_object_start(state, self.rng.normal(0.0, self.sigma, (len(state), 2)))
-
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
-        return self.world_model.predict(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"PerceptionNoise({type(self.world_model).__name__}, sigma={self.sigma})"
-
-
-__all__ = ["KINDS", "PerceptionNoise", "VariationConfig", "object_mask", "shift_object_start", "vary_demo",
+__all__ = ["KINDS", "VariationConfig", "object_mask", "vary_demo",
            "vary_demos", "vary_frame"]

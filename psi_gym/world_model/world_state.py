@@ -168,6 +168,16 @@ class WorldState:
                    scene_frame=torch.zeros(batch, image_size, image_size, 3, dtype=torch.uint8, device=device),
                    hand_joint_state=zeros(22), previous_hand_joint_state=zeros(22))
 
+    def shift_object(self, shift: np.ndarray | torch.Tensor) -> WorldState:
+        """Move each row's object by ``shift`` (rows, 2): metres along x and y, in place (the object
+        at rest: its previous position moves alike); returns the state. W0 reads the object's start
+        off the first frame: a shifted start is W0 reading it that far off."""
+        moved = torch.zeros_like(self.object_position)
+        moved[:, :2] = torch.as_tensor(np.asarray(shift), dtype=moved.dtype, device=moved.device)
+        self.object_position = self.object_position + moved
+        self.previous_object_position = self.previous_object_position + moved
+        return self
+
     def floating(self) -> WorldState:
         """The float32 view (physics and geometry run in float32); the scene frame stays uint8."""
         return WorldState(**{f.name: getattr(self, f.name) if f.name == "scene_frame" else getattr(self, f.name).float()

@@ -82,3 +82,40 @@ def test_cem_finds_the_optimum_of_a_known_score():
 def test_refiners_refuse_the_judge(sim_envs):
     with pytest.raises(ValueError, match="judge"):
         score_in_env(sim_envs)
+
+
+def test_object_shift_moves_what_w0_reads_and_the_episode_follows(w0_envs):
+    demos = demo_refs(w0_envs, [0, 5])
+    plans = random_plans(demos, seed=4)
+    shifts = np.array([[0.01, -0.02], [0.0, 0.0]])
+    plain = run_plans_in_env(w0_envs, demos, plans, seeds=[7, 8], record_episodes=True)
+    moved = run_plans_in_env(w0_envs, demos, plans, seeds=[7, 8], record_episodes=True, object_shifts=shifts)
+    start_plain, start_moved = plain.episodes[0].object_pose[0, :3], moved.episodes[0].object_pose[0, :3]
+    np.testing.assert_allclose(start_moved - start_plain, [0.01, -0.02, 0.0], atol=1e-6)
+    assert not np.allclose(moved.episodes[0].object_pose[-1], plain.episodes[0].object_pose[-1])  # W0 plays it from there
+    np.testing.assert_array_equal(moved.episodes[1].object_pose, plain.episodes[1].object_pose)  # an unmoved row: as before
+    np.testing.assert_array_equal(moved.returns[1], plain.returns[1])
+    with pytest.raises(ValueError, match=r"object_shifts must be \(2, 2\)"):
+        run_plans_in_env(w0_envs, demos, plans, seeds=[7, 8], object_shifts=np.zeros((2, 3)))
+
+
+def test_robust_score_is_the_mean_over_fixed_readings(w0_envs):
+    from psi_gym.agents.search import start_readings
+
+    demos = demo_refs(w0_envs, [0, 5, 20])
+    plans = random_plans(demos, seed=5)
+    seeds = [1, 2, 3]
+    robust = score_in_env(w0_envs, robust_starts=2, robust_noise=0.01, seed=11)
+    readings = [start_readings(demo, 2, 0.01, 11) for demo in demos]
+    np.testing.assert_array_equal(readings[1], start_readings(demos[1], 2, 0.01, 11))  # the same readings every time
+    assert not np.allclose(readings[0], readings[1])  # each demo its own
+    by_reading = [run_plans_in_env(w0_envs, demos, plans, seeds, object_shifts=np.stack([r[k] for r in readings])).returns
+                  for k in range(2)]
+    np.testing.assert_allclose(robust(demos, plans, seeds), np.mean(by_reading, axis=0), rtol=1e-6)
+    # no noise: the readings are W0's own, the plain score
+    np.testing.assert_allclose(score_in_env(w0_envs, robust_starts=3, robust_noise=0.0)(demos, plans, seeds),
+                               score_in_env(w0_envs)(demos, plans, seeds), rtol=1e-6)
+    with pytest.raises(ValueError, match="robust_starts >= 0"):
+        SearchConfig(robust_starts=-1)
+    with pytest.raises(ValueError, match="robust_noise"):
+        score_in_env(w0_envs, robust_starts=2, robust_noise=float("nan"))

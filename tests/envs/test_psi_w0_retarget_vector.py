@@ -196,3 +196,30 @@ def test_a_failed_batched_step_changes_no_sub_env(world_model_path):
         np.testing.assert_array_equal(after[key], before[key], err_msg=key)
     assert envs.core.step_count.tolist() == [1, 1, 1]
     assert all(np.array_equal(g.get_state(), s) for g, s in zip(envs.core.generators, generators))
+
+
+def test_object_shift_moves_w0s_reading_of_the_object(env_kwargs):
+    envs = gym.make_vec(ENV_ID, num_envs=3, **env_kwargs)
+    envs.reset(seed=0, options={"demo": [0, 1, 2]})
+    plain = np.stack([envs.episode(i).object_pose[0, :3] for i in range(3)])
+    envs.reset(seed=0, options={"demo": [0, 1, 2], "object_shift": [0.02, -0.01]})  # (2,): every sub-env
+    moved = np.stack([envs.episode(i).object_pose[0, :3] for i in range(3)])
+    np.testing.assert_allclose(moved - plain, np.tile([0.02, -0.01, 0.0], (3, 1)), atol=1e-6)
+    shifts = np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.03]])
+    envs.reset(seed=0, options={"demo": [0, 1, 2], "object_shift": shifts})
+    moved = np.stack([envs.episode(i).object_pose[0, :3] for i in range(3)])
+    np.testing.assert_allclose(moved[:, :2] - plain[:, :2], shifts, atol=1e-6)
+    for bad, match in ((np.zeros((2, 2)), r"\(2,\) metres .* or \(3, 2\)"), ([0.0, np.nan], "NaN")):
+        with pytest.raises(ValueError, match=match):
+            envs.reset(seed=0, options={"object_shift": bad})
+    np.testing.assert_allclose(np.stack([envs.episode(i).object_pose[0, :3] for i in range(3)]), moved)  # left as it was
+    env = gym.make(ENV_ID, **env_kwargs)
+    env.reset(seed=0, options={"demo": 0})
+    start = env.unwrapped.episode().object_pose[0, :3]
+    env.reset(seed=0, options={"demo": 0, "object_shift": (0.0, 0.015)})
+    np.testing.assert_allclose(env.unwrapped.episode().object_pose[0, :3] - start, [0.0, 0.015, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(dx, dy\)"):
+        env.reset(options={"object_shift": (0.0, 0.0, 0.0)})
+    twin = gym.make_vec("PsiSim-Retarget-v0", num_envs=1, role="robot")
+    with pytest.raises(ValueError, match="simulator's object is where its scene puts it"):
+        twin.reset(seed=0, options={"object_shift": [0.01, 0.0]})

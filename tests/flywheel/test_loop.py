@@ -226,8 +226,8 @@ def test_flywheel_example_smoke(tmp_path):
 def test_consistency_reruns_start_from_the_demo_with_perceived_object_shifted(monkeypatch):
     """A rerun from the same start with another seed has W0's predicted state by construction (its
     state is read off the first frame and advanced deterministically), so the flywheel's consistency
-    reruns start from the demo's own start with W0's reading of the object shifted (`PerceptionNoise`),
-    a new shift at every reset, which changes that state."""
+    reruns start from the demo's own start with W0's reading of the object shifted (the env's
+    ``object_shift`` reset option), a new shift for every rerun, which changes that state."""
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode
 
@@ -235,39 +235,26 @@ def test_consistency_reruns_start_from_the_demo_with_perceived_object_shifted(mo
     from psi_gym.agents.search import SearchConfig
     from psi_gym.flywheel import loop
     from psi_gym.flywheel.loop import FlywheelConfig, refine_and_filter
-    from psi_gym.flywheel.variation import PerceptionNoise
     from psi_gym.world_model import load_world_model
 
     demos = make_demos(4242, [0], 0)
     world_model = load_world_model("random:debug", device="cpu")
-
-    def run(model, seeds):
-        env = gym.make_vec("PsiW0-Retarget-v0", num_envs=len(seeds), autoreset_mode=AutoresetMode.DISABLED,
-                           world_model=model, estimator="random", demos=[demos[0].start], successful_demos_only=False)
-        base = rollouts.demo_refs(env)[0]
-        plan = np.zeros((base.horizon, 22), np.float32)
-        result = rollouts.run_plans_in_env(env, [base] * len(seeds), [plan] * len(seeds), seeds, record_episodes=True)
-        env.close()
-        return result.episodes
-
-    same_start, other_seed = run(world_model, [1, 2])
+    env = gym.make_vec("PsiW0-Retarget-v0", num_envs=2, autoreset_mode=AutoresetMode.DISABLED,
+                       world_model=world_model, estimator="random", demos=[demos[0].start], successful_demos_only=False)
+    base = rollouts.demo_refs(env)[0]
+    plan = np.zeros((base.horizon, 22), np.float32)
+    same_start, other_seed = rollouts.run_plans_in_env(env, [base] * 2, [plan] * 2, [1, 2], record_episodes=True).episodes
     np.testing.assert_array_equal(same_start.state, other_seed.state)
     np.testing.assert_array_equal(same_start.object_pose, other_seed.object_pose)
-    first, second = run(PerceptionNoise(world_model, sigma=0.003, seed=0), [1, 1])
-    for shifted in (first, second):
-        offset = shifted.object_pose[0, :3] - same_start.object_pose[0, :3]
-        assert 0 < np.abs(offset[:2]).max() < 0.02 and offset[2] == 0  # a few mm, horizontal only
-        assert np.abs(shifted.object_pose - same_start.object_pose).max() > 0
-    assert not np.array_equal(first.object_pose[0], second.object_pose[0])  # a new shift per reset
-    with pytest.raises(ValueError, match="sigma"):
-        PerceptionNoise(world_model, sigma=float("nan"))
+    env.close()
 
     reruns = []
     real = rollouts.run_plans_in_env
 
     def recorded(env, rows, plans, seeds, **kwargs):
-        reruns.append(([row.demo_id for row in rows], list(seeds), repr(env.unwrapped.core.world_model)))
-        return real(env, rows, plans, seeds, **kwargs)
+        result = real(env, rows, plans, seeds, record_episodes=True, **kwargs)
+        reruns.append(([row.demo_id for row in rows], list(seeds), kwargs.get("object_shifts"), result.episodes))
+        return result
 
     monkeypatch.setattr(rollouts, "run_plans_in_env", recorded)  # only the consistency reruns call it from here
 
@@ -278,12 +265,17 @@ def test_consistency_reruns_start_from_the_demo_with_perceived_object_shifted(mo
                             world_model="random:debug", estimator="random", progress=False)
     outcome = refine_and_filter(config, "random:debug", demos, 1, {}, np.random.default_rng(0), lambda message: None)
     rerun = [c for c in outcome.candidates if "consistency" in c.scores]
-    rows = [demo_id for ids, _, _ in reruns for demo_id in ids]
-    seeds = [seed for _, batch, _ in reruns for seed in batch]
+    rows = [demo_id for ids, _, _, _ in reruns for demo_id in ids]
+    seeds = [seed for _, batch, _, _ in reruns for seed in batch]
+    shifts = np.concatenate([batch for _, _, batch, _ in reruns])
+    episodes = [episode for _, _, _, batch in reruns for episode in batch]
     assert len(rerun) == len(outcome.candidates) == 3  # raw, refined, one varied start
     assert len(rows) == 2 * len(rerun) and len(set(seeds)) == len(seeds)
     assert set(rows) == {demos[0].demo_id}  # the demo's own start, also for the varied start's plan
-    assert all(model == "PerceptionNoise(WorldModel, sigma=0.004)" for _, _, model in reruns)
+    assert shifts.shape == (6, 2) and len({tuple(shift) for shift in shifts}) == 6  # a new shift for every rerun
+    assert 0 < np.abs(shifts).max() < 0.02  # a few mm
+    for shift, episode in zip(shifts, episodes):  # W0 starts from its reading, moved, and plays the episode from there
+        np.testing.assert_allclose(episode.object_pose[0, :3] - same_start.object_pose[0, :3], [*shift, 0.0], atol=1e-6)
     with pytest.raises(ValueError, match="consistency_noise"):
         FlywheelConfig(consistency_noise=-0.001)
 
