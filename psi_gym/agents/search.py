@@ -37,7 +37,8 @@ from psi_gym.agents.rollouts import DemoRef, run_plans_in_env, run_plans_in_sim
 from psi_gym.sim.residuals import DEFAULT_KNOTS, NUM_PARAMETERS, residual_actions
 
 Scorer = Callable[[Sequence[DemoRef], Sequence[np.ndarray], Sequence[int]], np.ndarray]
-"""``scorer(demos, plans, seeds) -> returns`` (one per plan; higher is better)."""
+"""``scorer(demos, plans, seeds) -> returns`` (one per plan; higher is better). A scorer that runs
+more than one rollout per plan says how many in its ``rollouts_per_plan`` attribute."""
 
 
 @dataclass
@@ -85,7 +86,7 @@ class SearchResult:
     plans: list[np.ndarray]  # D x (H, 22) their residual actions
     best_returns: np.ndarray  # (D, iterations) best candidate score per iteration
     mean_returns: np.ndarray  # (D, iterations) score of the mean candidate per iteration
-    rollouts: int  # plans scored in all
+    rollouts: int  # rollouts the scorer ran in all (plans scored x its rollouts_per_plan)
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -131,7 +132,8 @@ def cem_search(demos: Sequence[DemoRef], scorer: Scorer, config: SearchConfig | 
             checkpoint(iteration, mean.astype(np.float32), std.astype(np.float32))
     plans = [theta_plan(mean[d], demos[d]) for d in range(D)]
     return SearchResult(theta=mean.astype(np.float32), plans=plans, best_returns=best_returns,
-                        mean_returns=mean_returns, rollouts=D * P * config.iterations, history=history)
+                        mean_returns=mean_returns, rollouts=D * P * config.iterations * getattr(scorer, "rollouts_per_plan", 1),
+                        history=history)
 
 
 def start_readings(demo: DemoRef, readings: int, noise: float, seed: int) -> np.ndarray:
@@ -162,6 +164,7 @@ def score_in_env(vector_env: Any, robust_starts: int = 0, robust_noise: float = 
                                    object_shifts=shifts.reshape(R * B, 2)).returns
         return returns.reshape(R, B).mean(axis=0)
 
+    scorer.rollouts_per_plan = max(1, robust_starts)  # type: ignore[attr-defined]
     return scorer
 
 

@@ -115,6 +115,8 @@ def test_robust_score_is_the_mean_over_fixed_readings(w0_envs):
     # no noise: the readings are W0's own, the plain score
     np.testing.assert_allclose(score_in_env(w0_envs, robust_starts=3, robust_noise=0.0)(demos, plans, seeds),
                                score_in_env(w0_envs)(demos, plans, seeds), rtol=1e-6)
+    result = cem_search(demos[:1], robust, SearchConfig(population=2, iterations=1, elites=1, knots=3))
+    assert result.rollouts == 1 * 2 * 1 * 2  # demos x population x iterations x readings
     with pytest.raises(ValueError, match="robust_starts >= 0"):
         SearchConfig(robust_starts=-1)
     with pytest.raises(ValueError, match="robust_noise"):
