@@ -61,7 +61,9 @@ class SearchConfig:
     """R: 0 scores each plan from W0's own reading of its demo's start; R > 0 from R readings with
     the object moved by ``robust_noise`` (see the module doc; `score_in_env` does it). Measured in
     W0's dynamics (`benchmarks/w0_exploits.py --robust 4`, 6 pools of 96 held-out demos, README):
-    refined sim success 278 -> 324 of 576, higher on 5 of 6 pools."""
+    refined sim success 278 -> 324 of 576, higher on 5 of 6 pools. In the flywheel's small search
+    (8 x 3, three seeds) it kept more trajectories at a lower precision (0.62 vs 0.68), so 0 stays
+    the default; README, "Measured figures", has `psi-gym refine`'s figures."""
     robust_noise: float = 0.01
     """m: standard deviation of a reading's shift per horizontal axis (3 mm changed nothing in the
     benchmark; 1 cm did)."""
