@@ -28,6 +28,56 @@ import torch
 from scipy.stats import spearmanr
 
 
+def ranking_pool(seed: int, demos: int, candidates: int, cache: Path) -> tuple:
+    """eval-w0's ranking candidates for ``seed`` (drawn exactly as `world_model_report` draws them)
+    and the simulator's results on them, cached under ``cache``: ``(refs, first_frames, rows, plans,
+    (sim_return, sim_success, sim_last))``, ``rows``/``plans`` one per candidate, demo by demo."""
+    from psi_gym.agents.rollouts import run_plans_in_sim
+    from psi_gym.agents.world_model_report import _thetas, heldout_refs
+    from psi_gym.sim.residuals import residual_actions
+
+    refs, first_frames = heldout_refs(seed, demos)
+    rng = np.random.default_rng([seed, 1])
+    rows, plans = [], []
+    for ref in refs:
+        theta, _ = _thetas(rng, candidates)
+        for k in range(candidates):
+            rows.append(ref)
+            plans.append(residual_actions(theta[k], ref.horizon, ref.demo_steps))
+    path = cache / f"sim-s{seed}-{demos}x{candidates}.npz"
+    if path.exists():
+        saved = np.load(path)
+        return refs, first_frames, rows, plans, (saved["returns"], saved["success"], saved["last"])
+    sim = run_plans_in_sim(rows, plans, render=False)
+    last = np.stack([v.recording.object_pose[-1, :3] if v.recording is not None else np.full(3, np.nan)
+                     for v in sim.verdicts])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, returns=sim.returns, success=sim.success, last=last)
+    return refs, first_frames, rows, plans, (sim.returns, sim.success, last)
+
+
+
+@torch.no_grad()
+def tracked_returns(dynamics, state, targets: torch.Tensor, rows: list, geometry=None) -> tuple:
+    """Unroll W0's ``dynamics`` from ``state`` over ``targets`` (B, H, 22): the env's return and
+    verdict read off the tracked object (``reward_model="state_tracking"``) per row, and the object's
+    path (B, H + 1, 3)."""
+    from psi_gym.agents.rollouts import sim_tracking_return
+    from psi_gym.sim.scene import SceneParams
+    from psi_gym.sim.tasks import get_task
+
+    geometry = geometry if geometry is not None else dynamics.target_geometry(targets)
+    positions = [state.object_position.numpy()]
+    for t in range(targets.shape[1]):
+        state = dynamics.step(state, targets[:, t], (geometry[0][:, t], geometry[1][:, t]))
+        positions.append(state.object_position.numpy())
+    path = np.stack(positions, 1)
+    done = np.array([get_task(ref.task).is_success(SceneParams.from_dict(ref.scene), path[i, -1])
+                     for i, ref in enumerate(rows)])
+    returns = np.array([sim_tracking_return(path[i], ref, done[i]) for i, ref in enumerate(rows)])
+    return returns, done, path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=11, help="eval-w0's --seed: held-out demos and plans")
@@ -42,35 +92,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from psi_gym.agents.rollouts import plan_targets, run_plans_in_sim, sim_tracking_return
-    from psi_gym.agents.world_model_report import _thetas, heldout_refs
-    from psi_gym.sim.residuals import residual_actions
-    from psi_gym.sim.scene import SceneParams
-    from psi_gym.sim.tasks import get_task
+    from psi_gym.agents.rollouts import plan_targets
     from psi_gym.world_model import WorldModel
 
-    # the candidates, drawn exactly as world_model_report draws them
-    refs, first_frames = heldout_refs(args.seed, args.demos)
-    rng = np.random.default_rng([args.seed, 1])
-    rows, plans = [], []
-    for ref in refs:
-        theta, _ = _thetas(rng, args.candidates)
-        for k in range(args.candidates):
-            rows.append(ref)
-            plans.append(residual_actions(theta[k], ref.horizon, ref.demo_steps))
-
-    cache = args.cache / f"sim-s{args.seed}-{args.demos}x{args.candidates}.npz"
-    if cache.exists():
-        saved = np.load(cache)
-        sim_return, sim_success, sim_last = saved["returns"], saved["success"], saved["last"]
-    else:
-        sim = run_plans_in_sim(rows, plans, render=False)
-        sim_return, sim_success = sim.returns, sim.success
-        sim_last = np.stack([v.recording.object_pose[-1, :3] if v.recording is not None else np.full(3, np.nan)
-                             for v in sim.verdicts])
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, returns=sim_return, success=sim_success, last=sim_last)
-
+    refs, first_frames, rows, plans, (sim_return, sim_success, sim_last) = ranking_pool(
+        args.seed, args.demos, args.candidates, args.cache)
     targets = torch.from_numpy(np.stack([plan_targets(ref, plan) for ref, plan in zip(rows, plans)])).float()
     demo_of = np.repeat(np.arange(len(refs)), args.candidates)
     shape = (len(refs), args.candidates)
@@ -89,15 +115,8 @@ def main() -> None:
                     shift = torch.randn(len(rows), 3, generator=generator) * args.noise
                     state.object_position = state.object_position + shift
                     state.previous_object_position = state.previous_object_position + shift
-                positions = [state.object_position.numpy()]
-                with torch.no_grad():
-                    for t in range(targets.shape[1]):
-                        state = model.dynamics.step(state, targets[:, t], (geometry[0][:, t], geometry[1][:, t]))
-                        positions.append(state.object_position.numpy())
-                path = np.stack(positions, 1)
-                done = np.array([get_task(ref.task).is_success(SceneParams.from_dict(ref.scene), path[i, -1])
-                                 for i, ref in enumerate(rows)])
-                returns += np.array([sim_tracking_return(path[i], ref, done[i]) for i, ref in enumerate(rows)]) / samples
+                candidate_returns, done, path = tracked_returns(model.dynamics, state, targets, rows, geometry)
+                returns += candidate_returns / samples
                 success += done / samples
                 last_error = np.linalg.norm(path[:, -1] - sim_last, axis=-1) * 100.0
             w0, sim, truth = returns.reshape(shape), sim_return.reshape(shape), sim_success.reshape(shape)

@@ -49,3 +49,40 @@ def test_w0_frame_error_sources_draws_each_mix_of_true_and_predicted_state(tmp_p
     assert len(report["wrist_error_cm_median_by_step"]) == 2 and min(report["wrist_error_cm_median_by_step"]) >= 0
     # a servo fitted to 4 other rollouts puts the wrist within millimetres one step ahead (the shipped W0: ~6 mm)
     assert report["servo_wrist_error_cm_median_by_step"][0] < 0.3, report["servo_wrist_error_cm_median_by_step"]
+
+
+def test_outcome_learnability_trains_classifiers_and_scores_the_pool_beside_w0(tmp_path):
+    import json
+
+    from psi_gym.cli import main
+
+    data = tmp_path / "residual"
+    assert main(["collect", "--num", "12", "--seed", "4", "--sources", "residual", "--out", str(data)]) == 0
+    common = ["--pools", "11:2", "--candidates", "3", "--cache", str(tmp_path / "cache"), "--threads", "1", "--json"]
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "outcome_learnability.py"), "--data", str(data),
+                             "--fractions", "1.0", "--fits", "1", "--epochs", "2", *common],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {row["scorer"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert set(rows) == {"w0 (tracked state)", "plan (12)", "plan (12) + w0", "plan+w0 (12)", "plan+w0 (12) + w0"}
+    for row in rows.values():
+        assert row["pool"] == 11 and row["demos"] == 2
+        assert -1.0 <= row["spearman_median"] <= 1.0 and 0.0 <= row["top_pick_sim_success"] <= 1.0
+        assert 0 <= row["verdict"]["kept"] <= 6
+    for name in ("plan", "plan+w0"):  # "+ w0" keeps what both keep
+        both = rows[f"{name} (12) + w0"]["verdict"]["kept"]
+        assert both <= min(rows[f"{name} (12)"]["verdict"]["kept"], rows["w0 (tracked state)"]["verdict"]["kept"])
+        assert rows[f"{name} (12)"]["episodes"] == 12 and rows[f"{name} (12)"]["validation_bce"] > 0
+
+    # W0's row is w0_dynamics_ranking's figure on the same candidates (one pool definition, one simulator cache)
+    ranking = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "w0_dynamics_ranking.py"), "--seed", "11",
+                              "--demos", "2", "--candidates", "3", "--cache", str(tmp_path / "cache"), "--json"],
+                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert ranking.returncode == 0, ranking.stderr[-2000:]
+    reference = json.loads(ranking.stdout.splitlines()[-1])
+    assert rows["w0 (tracked state)"]["spearman_median"] == reference["spearman_median"]
+    assert rows["w0 (tracked state)"]["top_pick_sim_success"] == reference["w0_top_pick_sim_success"]
+
+    missing = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "outcome_learnability.py"), "--data",
+                              str(tmp_path / "nothing"), *common], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert missing.returncode != 0 and "no episodes" in missing.stderr
