@@ -193,6 +193,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/w0-dynamics-ranking"))
     parser.add_argument("--json", action="store_true", help="one JSON line per pool and scorer")
     args = parser.parse_args()
+    if not all(0.0 < f <= 1.0 for f in args.fractions):
+        parser.error(f"--fractions must lie in (0, 1], got {args.fractions}")
+    if min(args.fits, args.epochs, args.candidates - 1) < 1:
+        parser.error("--fits and --epochs must be >= 1 and --candidates >= 2")
     torch.set_num_threads(args.threads)
 
     from psi_gym.agents.rollouts import plan_targets
