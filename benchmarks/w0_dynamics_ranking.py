@@ -8,7 +8,9 @@ from W0's perception of each demo's first frame, in one batch: seconds per model
 dynamics variants (longer training, ensembles, another data mix) can be compared on many
 demos. The simulator's results are cached per seed under ``--cache``. With ``--samples M`` each
 candidate's return is the mean over M starts whose object position is perturbed by ``--noise``
-(perception's uncertainty).
+(perception's uncertainty). With ``--true-start`` the dynamics starts from the simulator's true
+object pose, kind and size instead of the perception's reading (every line reports the
+perception's median error on the pool's demos either way).
 
 It reproduces eval-w0: ``--seed 11`` on the shipped default gives median Spearman 0.540 and
 W0's top pick 0.292, what ``psi-gym eval-w0 --checkpoint default --reward-model state_tracking
@@ -88,12 +90,16 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.003, help="m: std of the start perturbation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=Path("runs/w0-dynamics-ranking"))
+    parser.add_argument("--true-start", action="store_true",
+                        help="start the dynamics from the simulator's true object pose, kind and size instead of the "
+                             "perception's reading of the first frame (how much of the ranking error is perception)")
     parser.add_argument("--json", action="store_true", help="one JSON line per model and M")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from psi_gym.agents.rollouts import plan_targets
     from psi_gym.world_model import WorldModel
+    from psi_gym.world_model.world_state import object_descriptor, quaternion_to_matrix
 
     refs, first_frames, rows, plans, (sim_return, sim_success, sim_last) = ranking_pool(
         args.seed, args.demos, args.candidates, args.cache)
@@ -101,11 +107,18 @@ def main() -> None:
     demo_of = np.repeat(np.arange(len(refs)), args.candidates)
     shape = (len(refs), args.candidates)
     tasks = np.array([ref.task for ref in refs])
+    true_pose = torch.from_numpy(np.stack([ref.human_object_pose[0] for ref in rows])).float()  # the scene's object at rest
     for name in args.models:
         model = WorldModel.from_pretrained(name).eval()
         with torch.no_grad():
             start = model.initial_state(first_frames[demo_of], np.stack([ref.start_state for ref in rows]))
             geometry = model.dynamics.target_geometry(targets)
+        perception_error = (start.object_position - true_pose[:, :3]).norm(dim=-1)[::args.candidates].numpy() * 1000.0
+        if args.true_start:
+            rotation = quaternion_to_matrix(true_pose[:, 3:].numpy())
+            start.object_position, start.previous_object_position = true_pose[:, :3].clone(), true_pose[:, :3].clone()
+            start.object_rotation, start.previous_object_rotation = rotation, rotation.clone()
+            start.object_descriptor = torch.from_numpy(np.stack([object_descriptor(ref.scene) for ref in rows]))
         for samples in args.samples:
             generator = torch.Generator().manual_seed(0)
             returns, success = np.zeros(len(rows)), np.zeros(len(rows))
@@ -125,6 +138,8 @@ def main() -> None:
             said = success > 0.5
             result = {
                 "model": name, "samples": samples, "seed": args.seed, "demos": len(refs),
+                "start": "true" if args.true_start else "perceived",
+                "perception_error_mm_median": round(float(np.median(perception_error)), 2),
                 "spearman_median": round(float(np.median(rho)), 3), "w0_top_pick_sim_success": round(float(pick.mean()), 3),
                 "sim_top_pick_sim_success": round(float(truth.max(1).mean()), 3), "raw_sim_success": round(float(truth[:, 0].mean()), 3),
                 "agreement": round(float((said == sim_success).mean()), 3),
@@ -138,7 +153,7 @@ def main() -> None:
             if args.json:
                 print(json.dumps(result), flush=True)
             else:
-                print(f"{name} M={samples}: Spearman {result['spearman_median']:.3f}, W0's pick "
+                print(f"{name}{' (true start)' if args.true_start else ''} M={samples}: Spearman {result['spearman_median']:.3f}, W0's pick "
                       f"{result['w0_top_pick_sim_success']:.3f} (sim's pick {result['sim_top_pick_sim_success']:.3f}, "
                       f"raw {result['raw_sim_success']:.3f}), agreement {result['agreement']:.3f}, false success "
                       f"{result['false_success_rate']:.3f}, last-step error {result['last_step_error_cm_median']:.2f} cm "

@@ -82,6 +82,15 @@ def test_outcome_learnability_trains_classifiers_and_scores_the_pool_beside_w0(t
     reference = json.loads(ranking.stdout.splitlines()[-1])
     assert rows["w0 (tracked state)"]["spearman_median"] == reference["spearman_median"]
     assert rows["w0 (tracked state)"]["top_pick_sim_success"] == reference["w0_top_pick_sim_success"]
+    assert reference["start"] == "perceived" and 0.0 < reference["perception_error_mm_median"] < 50.0
+
+    # --true-start: the dynamics from the simulator's object pose, the same perception error reported beside
+    true_start = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "w0_dynamics_ranking.py"), "--seed", "11",
+                                 "--demos", "2", "--candidates", "3", "--cache", str(tmp_path / "cache"), "--json",
+                                 "--true-start"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert true_start.returncode == 0, true_start.stderr[-2000:]
+    moved = json.loads(true_start.stdout.splitlines()[-1])
+    assert moved["start"] == "true" and moved["perception_error_mm_median"] == reference["perception_error_mm_median"]
 
     missing = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "outcome_learnability.py"), "--data",
                               str(tmp_path / "nothing"), *common], capture_output=True, text=True, timeout=600, cwd=tmp_path)
