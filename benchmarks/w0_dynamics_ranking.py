@@ -58,7 +58,6 @@ def ranking_pool(seed: int, demos: int, candidates: int, cache: Path) -> tuple:
     return refs, first_frames, rows, plans, (sim.returns, sim.success, last)
 
 
-
 @torch.no_grad()
 def tracked_returns(dynamics, state, targets: torch.Tensor, rows: list, geometry=None) -> tuple:
     """Unroll W0's ``dynamics`` from ``state`` over ``targets`` (B, H, 22): the env's return and
