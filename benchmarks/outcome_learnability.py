@@ -279,13 +279,13 @@ def main() -> None:
             print(f"{name}, {count} episodes: validation BCE {np.round(losses, 3).tolist()}; "
                   f"{time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
             extra = {"episodes": count, "validation_bce": round(float(np.mean(losses)), 3)}
-            for (seed, refs, _, _, _, sim_return, sim_success), inputs, (_, done) in zip(pools, pool_inputs, w0_scores):
+            for (seed, refs, _, _, _, sim_return, sim_success), inputs, (returns, done) in zip(pools, pool_inputs, w0_scores):
                 probability = np.mean([predict(*inputs[name]) for predict in predictors], 0)
                 said = probability >= 0.5
                 report(seed, refs, sim_return, sim_success, probability, said, f"{name} ({count})", extra)
                 # both: ranked by the mean of the two ranks per demo, a success where both say so
-                returns = w0_scores[[p[0] for p in pools].index(seed)][0].reshape(len(refs), args.candidates)
-                both = (rankdata(returns, axis=1) + rankdata(probability.reshape(returns.shape), axis=1)).ravel()
+                shape = (len(refs), args.candidates)
+                both = (rankdata(returns.reshape(shape), axis=1) + rankdata(probability.reshape(shape), axis=1)).ravel()
                 report(seed, refs, sim_return, sim_success, both, said & done, f"{name} ({count}) + w0", extra)
 
 
