@@ -33,7 +33,6 @@ Run: ``python benchmarks/outcome_learnability.py --pools 13:48 14:96 15:96`` (ab
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 import time
@@ -51,29 +50,36 @@ TASKS = ("lift_apple", "lift_can", "push_box")
 
 def read_training_episodes(root: Path, limit: int | None = None) -> list[dict]:
     """Start joints, object start pose, joint targets, scene and the simulator's verdict of each
-    episode of a dataset, read from its tables (no video is decoded)."""
+    episode of a dataset. `EpisodeDataset` opens and checks it; the arrays come from its data
+    tables alone (`EpisodeDataset[i]` would decode every episode's video, which this never reads)."""
     import pyarrow.parquet as pq
 
-    metas = []
-    for path in sorted(glob.glob(f"{root}/meta/episodes/*/*.parquet")):
-        metas += pq.read_table(path, columns=["episode_index", "success", "scene_json", "task_name", "length"]).to_pylist()
+    from psi_gym.data.lerobot import ARRAY_FEATURES, DATA_PATH, DatasetError, EpisodeDataset
+
+    try:
+        metas = EpisodeDataset(root).episodes_table.to_pylist()
+    except DatasetError as error:
+        raise SystemExit(f"--data {root}: no episodes to train on ({error})") from None
     if not metas:
-        raise FileNotFoundError(f"{root}: no episodes (expected a psi-gym dataset with meta/episodes/*/*.parquet)")
+        raise SystemExit(f"--data {root}: no episodes to train on (the dataset is empty)")
     metas = metas[:limit] if limit else metas
-    columns = ["observation.state", "action", "observation.object_pose", "episode_index"]
-    parts = {name: [] for name in columns}
-    for path in sorted(glob.glob(f"{root}/data/*/*.parquet")):
-        table = pq.read_table(path, columns=columns)
-        for name in columns:
-            column = table[name]
-            parts[name].append(column.to_numpy() if name == "episode_index" else np.array(column.to_pylist(), np.float32))
-    state, action, pose, episode = (np.concatenate(parts[name]) for name in columns)
-    order = np.argsort(episode, kind="stable")
-    state, action, pose, episode = state[order], action[order], pose[order], episode[order]
-    starts = np.searchsorted(episode, [m["episode_index"] for m in metas])
-    return [dict(task=m["task_name"], scene=json.loads(m["scene_json"]), success=bool(m["success"]),
-                 start_joints=state[s], targets=action[s: s + m["length"] - 1], start_pose=pose[s])
-            for m, s in zip(metas, starts)]
+    keys = {name: ARRAY_FEATURES[name] for name in ("state", "action", "object_pose")}
+    arrays: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+    for meta in metas:
+        file_key = (meta["data/chunk_index"], meta["data/file_index"])
+        if file_key not in arrays:
+            table = pq.read_table(root / DATA_PATH.format(chunk_index=file_key[0], file_index=file_key[1]),
+                                  columns=[*keys.values(), "index"])
+            arrays[file_key] = {"first": int(table["index"][0].as_py()),
+                                **{name: np.array(table[key].to_pylist(), np.float32) for name, key in keys.items()}}
+    episodes = []
+    for meta in metas:
+        file = arrays[(meta["data/chunk_index"], meta["data/file_index"])]
+        start, length = meta["dataset_from_index"] - file["first"], meta["length"]
+        episodes.append(dict(task=meta["task_name"], scene=json.loads(meta["scene_json"]), success=bool(meta["success"]),
+                             start_joints=file["state"][start], start_pose=file["object_pose"][start],
+                             targets=file["action"][start: start + length - 1]))  # the last row's action is padding
+    return episodes
 
 
 def fixed_length(targets: list[np.ndarray], steps: int) -> torch.Tensor:
