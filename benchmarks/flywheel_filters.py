@@ -14,7 +14,8 @@ flywheel runs them), judges them all, and scores other W0-only tests on the same
   or architecture) call the plan a success from their own reading of the first frame.
 
 Precision (judge successes among kept) and recall per task. The candidates are cached per
-(pool, iterations, demos, seed, W0's weights) under ``--cache``, so the scores can be rerun in seconds.
+(pool, iterations, demos, seed, W0's weights) under ``--cache``, so the scores can be rerun in seconds;
+`success_calibration.py --flywheel-candidates` judges its calibrated verdict on the same caches.
 
 Run: ``python benchmarks/flywheel_filters.py --train-demo-seed 5101 --iterations 3 --demos 12 --world-model default``
 (about 6 minutes for the candidates on one core).
@@ -47,7 +48,7 @@ def make_candidates(args: argparse.Namespace, world_model: str) -> list[dict]:
             rows.append({"source": candidate.source, "task": episode.task, "scene": episode.scene,
                          "w0_success": candidate.w0_success, "keep": bool(keep), "truth": bool(truth),
                          "action": episode.action, "start_state": episode.state[0], "first": episode.frames[0],
-                         "final": episode.object_pose[-1, :3]})
+                         "final": episode.object_pose[-1, :3], "demo": candidate.demo})
     return rows
 
 
@@ -74,7 +75,7 @@ def main() -> None:
     folder = str(default_checkpoint_path()) if args.world_model == "default" else args.world_model
     # keyed on the weights, not the folder's name: 'default' names other weights once a new W0 ships
     tag = hashlib.sha1((Path(folder) / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:10]
-    cache = args.cache / f"{args.train_demo_seed}-{args.iterations}x{args.demos}-s{args.seed}-{tag}.pkl"
+    cache = args.cache / f"{args.train_demo_seed}-{args.iterations}x{args.demos}-s{args.seed}-{tag}-v2.pkl"  # v2: rows hold their demo
     if cache.is_file():
         rows = pickle.loads(cache.read_bytes())
     else:

@@ -31,31 +31,11 @@ from scipy.stats import spearmanr
 
 
 def ranking_pool(seed: int, demos: int, candidates: int, cache: Path) -> tuple:
-    """eval-w0's ranking candidates for ``seed`` (drawn exactly as `world_model_report` draws them)
-    and the simulator's results on them, cached under ``cache``: ``(refs, first_frames, rows, plans,
-    (sim_return, sim_success, sim_last))``, ``rows``/``plans`` one per candidate, demo by demo."""
-    from psi_gym.agents.rollouts import run_plans_in_sim
-    from psi_gym.agents.world_model_report import _thetas, heldout_refs
-    from psi_gym.sim.residuals import residual_actions
+    """eval-w0's ranking candidates for ``seed`` and the simulator's results on them, cached under
+    ``cache`` (`psi_gym.agents.world_model_report.candidate_pool`)."""
+    from psi_gym.agents.world_model_report import candidate_pool
 
-    refs, first_frames = heldout_refs(seed, demos)
-    rng = np.random.default_rng([seed, 1])
-    rows, plans = [], []
-    for ref in refs:
-        theta, _ = _thetas(rng, candidates)
-        for k in range(candidates):
-            rows.append(ref)
-            plans.append(residual_actions(theta[k], ref.horizon, ref.demo_steps))
-    path = cache / f"sim-s{seed}-{demos}x{candidates}.npz"
-    if path.exists():
-        saved = np.load(path)
-        return refs, first_frames, rows, plans, (saved["returns"], saved["success"], saved["last"])
-    sim = run_plans_in_sim(rows, plans, render=False)
-    last = np.stack([v.recording.object_pose[-1, :3] if v.recording is not None else np.full(3, np.nan)
-                     for v in sim.verdicts])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, returns=sim.returns, success=sim.success, last=last)
-    return refs, first_frames, rows, plans, (sim.returns, sim.success, last)
+    return candidate_pool(seed, demos, candidates, cache)
 
 
 @torch.no_grad()

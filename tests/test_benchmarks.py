@@ -95,3 +95,63 @@ def test_outcome_learnability_trains_classifiers_and_scores_the_pool_beside_w0(t
     missing = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "outcome_learnability.py"), "--data",
                               str(tmp_path / "nothing"), *common], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert missing.returncode != 0 and "no episodes" in missing.stderr
+
+
+def test_success_calibration_trains_on_some_pools_and_is_judged_on_others(tmp_path):
+    """The calibrated verdict: features of W0's unroll (W0's return and verdict among them, as the
+    state_tracking reward gives them), trained on one pool, judged on another and on flywheel-style
+    candidates; bad arguments refused before any work."""
+    import json
+    import pickle
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from success_calibration import FEATURES, fit_calibrator, pool_features
+
+    from psi_gym.agents.rollouts import plan_targets
+    from psi_gym.agents.world_model_report import candidate_pool
+    from psi_gym.world_model import load_world_model
+
+    cache = tmp_path / "cache"
+    pool = pool_features(load_world_model("random:debug"), 5, 3, 4, cache)  # its 12 plans: successes and failures
+    features, column = pool["features"], {name: i for i, name in enumerate(FEATURES)}
+    assert features.shape == (12, len(FEATURES)) and np.isfinite(features).all()
+    np.testing.assert_allclose(pool["w0_return"], features[:, column["tracking_per_step"]] * 40
+                               + 10.0 * features[:, column["verdict"]], atol=1e-3)
+    assert pool["success"].any() and not pool["success"].all()  # the simulator's labels
+    # the calibrator learns what decides the label
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES))).astype(np.float32)
+    y = x[:, column["margin_end_cm"]] > 0.3
+    model, summary = fit_calibrator(x, y, np.arange(400) // 8, members=2, steps=200)
+    p = model.probability(x)
+    assert p[y].mean() > p[~y].mean() + 0.5 and summary["train_rows"] + summary["validation_rows"] == 400
+
+    # flywheel-style candidates: the cached pool's plans as flywheel_filters.py writes them
+    refs, first, rows, plans, (_, success, _) = candidate_pool(5, 3, 4, cache)
+    demo = np.repeat(np.arange(3), 4)
+    candidates = [{"first": first[demo[i]], "start_state": ref.start_state, "action": plan_targets(ref, plan), "demo": ref,
+                   "truth": bool(success[i]), "keep": bool(i % 2), "w0_success": bool(i % 3 == 0)}
+                  for i, (ref, plan) in enumerate(zip(rows, plans))]
+    (tmp_path / "candidates-v2.pkl").write_bytes(pickle.dumps(candidates))
+    script = [sys.executable, str(ROOT / "benchmarks" / "success_calibration.py"), "--world-model", "random:debug",
+              "--candidates", "4", "--members", "2", "--steps", "50", "--threads", "1", "--cache", str(cache)]
+    result = subprocess.run([*script, "--pools", "5:3", "--eval-pools", "6:2", "--flywheel-candidates",
+                             str(tmp_path / "candidates-v2.pkl"), "--json"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    evaluation = report["evaluation"][0]
+    assert evaluation["seed"] == 6 and {"spearman_median", "top_pick_sim_success", "precision"} <= set(evaluation["w0"])
+    assert {"p>=0.5", "p>=0.8", "spearman_median"} <= set(evaluation["calibrated"])
+    flywheel = report["flywheel"][0]
+    assert flywheel["count"] == 12 and flywheel["as_run"]["kept"] == 6
+    assert all(flywheel[f"as_run+p>={t}"]["kept"] <= 6 for t in (0.5, 0.6, 0.7, 0.8))
+    # judged on a pool it trained on, a malformed pool, a missing or an old cache: refused in one line
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps([{"first": 0}]))
+    for argv, expected in ((["--pools", "5:3", "--eval-pools", "5:3"], "never saw"), (["--pools", "5"], "SEED:DEMOS"),
+                           (["--flywheel-candidates", str(tmp_path / "none.pkl")], "no file"),
+                           (["--pools", "5:3", "--eval-pools", "--flywheel-candidates", str(tmp_path / "old.pkl")], "-v2")):
+        refused = subprocess.run([*script, *argv], capture_output=True, text=True, timeout=600)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert expected in refused.stderr and "Traceback" not in refused.stderr, refused.stderr[-2000:]

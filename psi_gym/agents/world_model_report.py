@@ -111,6 +111,35 @@ def _thetas(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarra
     return thetas, sizes
 
 
+def candidate_pool(seed: int, demos: int, candidates: int, cache: Path | None = None) -> tuple:
+    """eval-w0's ranking candidates for ``seed``: ``demos`` held-out demos (`heldout_refs`), each with
+    the raw retarget and ``candidates - 1`` random smooth residuals of the sizes refinement searches
+    (drawn as the ranking test draws them), and the simulator's results on them. Returns ``(refs,
+    first_frames, rows, plans, (sim_return, sim_success, sim_last))``, ``rows``/``plans`` one per
+    candidate, demo by demo; ``sim_last`` (B, 3) is the object's true position at the end. With
+    ``cache`` the simulator's results are kept in ``cache/sim-s{seed}-{demos}x{candidates}.npz`` and
+    read back from there (the plans are drawn again: they depend on the seed only)."""
+    refs, first_frames = heldout_refs(seed, demos)
+    rng = np.random.default_rng([seed, 1])
+    rows, plans = [], []
+    for ref in refs:
+        theta, _ = _thetas(rng, candidates)
+        for k in range(candidates):
+            rows.append(ref)
+            plans.append(residual_actions(theta[k], ref.horizon, ref.demo_steps))
+    path = None if cache is None else Path(cache) / f"sim-s{seed}-{demos}x{candidates}.npz"
+    if path is not None and path.exists():
+        saved = np.load(path)
+        return refs, first_frames, rows, plans, (saved["returns"], saved["success"], saved["last"])
+    sim = run_plans_in_sim(rows, plans, render=False)
+    last = np.stack([v.recording.object_pose[-1, :3] if v.recording is not None else np.full(3, np.nan)
+                     for v in sim.verdicts])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, returns=sim.returns, success=sim.success, last=last)
+    return refs, first_frames, rows, plans, (sim.returns, sim.success, last)
+
+
 def verdict_rates(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float | int | None]:
     """W0's verdicts (``predicted``) against the simulator's (``truth``): ``agreement``,
     ``false_success_rate`` = P(W0 success | sim failure), ``false_failure_rate``, both success
