@@ -65,10 +65,11 @@ def _margins(path: np.ndarray, demo: DemoRef) -> np.ndarray:
 
 @torch.no_grad()
 def unroll_features(world_model: Any, first_frames: np.ndarray, start_states: np.ndarray, targets: np.ndarray,
-                    demos: Sequence[DemoRef]) -> tuple[np.ndarray, np.ndarray]:
+                    demos: Sequence[DemoRef], object_shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """W0's dynamics unrolled over ``targets`` (B, H, 22) joint targets from its perception of
     ``first_frames`` (B, h, w, 3) uint8 and ``start_states`` (B, 22): the (B, len(FEATURES)) float32
-    features and W0's (B,) return with ``reward_model="state_tracking"`` (tracking + the success bonus)."""
+    features and W0's (B,) return with ``reward_model="state_tracking"`` (tracking + the success bonus).
+    ``object_shift`` (B, 2) m: W0's reading of each object's start moved first (`WorldState.shift_object`)."""
     from psi_gym.world_model.dynamics import _link_middles, surface_distance
 
     targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
@@ -78,6 +79,8 @@ def unroll_features(world_model: Any, first_frames: np.ndarray, start_states: np
         raise ValueError("targets hold NaN or infinite values")
     dynamics = world_model.dynamics
     state = world_model.initial_state(np.asarray(first_frames), np.asarray(start_states, np.float32))
+    if object_shift is not None:  # W0's reading of each object's start moved by (dx, dy) m, as the env's object_shift
+        state = state.shift_object(object_shift)
     geometry = dynamics.target_geometry(targets)
     horizon = targets.shape[1]
     positions, contacts, gaps, palms = [state.object_position.numpy()], [], [], []
@@ -131,6 +134,33 @@ class Calibrator(nn.Module):
             raise ValueError(f"features must be finite (B, {len(FEATURES)}) ({', '.join(FEATURES)}), got {tuple(x.shape)}")
         x = (x - self.mean) / self.scale
         return torch.sigmoid(torch.stack([mlp(x)[:, 0] for mlp in self.mlps])).mean(0).numpy()
+
+    def save(self, path: Path) -> None:
+        """Weights and sizes in one safetensors file (``--save``; `load_calibrator` reads it back)."""
+        from safetensors.torch import save_file
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {"features": json.dumps(list(FEATURES)), "width": str(self.mlps[0][0].out_features),
+                    "members": str(len(self.mlps))}
+        save_file({key: value.contiguous() for key, value in self.state_dict().items()}, str(path), metadata=metadata)
+
+
+def load_calibrator(path: Path) -> Calibrator:
+    """A calibrator `Calibrator.save` wrote; a clear ValueError for a file that is not one."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+        weights = load_file(str(path))
+    except Exception as error:  # safetensors raises its own error kinds for damaged files
+        raise ValueError(f"{path} is not a calibrator written by success_calibration.py --save ({error})") from None
+    if json.loads(metadata.get("features", "[]")) != list(FEATURES):
+        raise ValueError(f"{path} reads other features than {list(FEATURES)}: retrain it with success_calibration.py --save")
+    model = Calibrator(width=int(metadata["width"]), members=int(metadata["members"]))
+    model.load_state_dict(weights)
+    return model.eval()
 
 
 def fit_calibrator(features: np.ndarray, success: np.ndarray, groups: np.ndarray | None = None, *,
@@ -274,6 +304,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("runs/w0-dynamics-ranking"))
+    parser.add_argument("--save", type=Path, default=None,
+                        help="write the trained calibrator here (one safetensors file: w0_exploits.py --calibrator reads it)")
     parser.add_argument("--json", action="store_true", help="one JSON object at the end")
     args = parser.parse_args()
     if args.candidates < 2 or args.members < 1 or args.steps < 1:
@@ -299,6 +331,8 @@ def main() -> None:
                                 np.concatenate([pool["success"] for pool in train]),
                                 np.concatenate([pool["demo"] + k * 1_000_000 for k, pool in enumerate(train)]),
                                 members=args.members, steps=args.steps, seed=args.seed)
+    if args.save is not None:
+        model.save(args.save)
     verdict = FEATURES.index("verdict")
     report: dict[str, Any] = {"world_model": args.world_model, "pools": [list(p) for p in args.pools], "training": fit,
                               "evaluation": [], "flywheel": []}

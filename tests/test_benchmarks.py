@@ -138,8 +138,14 @@ def test_success_calibration_trains_on_some_pools_and_is_judged_on_others(tmp_pa
     script = [sys.executable, str(ROOT / "benchmarks" / "success_calibration.py"), "--world-model", "random:debug",
               "--candidates", "4", "--members", "2", "--steps", "50", "--threads", "1", "--cache", str(cache)]
     result = subprocess.run([*script, "--pools", "5:3", "--eval-pools", "6:2", "--flywheel-candidates",
-                             str(tmp_path / "candidates-v2.pkl"), "--json"], capture_output=True, text=True, timeout=600)
+                             str(tmp_path / "candidates-v2.pkl"), "--save", str(tmp_path / "calibrator.safetensors"), "--json"],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    from success_calibration import load_calibrator
+
+    saved = load_calibrator(tmp_path / "calibrator.safetensors").probability(features)
+    assert saved.shape == (12,) and ((0 <= saved) & (saved <= 1)).all() and len(load_calibrator(
+        tmp_path / "calibrator.safetensors").mlps) == 2
     report = json.loads(result.stdout.splitlines()[-1])
     evaluation = report["evaluation"][0]
     assert evaluation["seed"] == 6 and {"spearman_median", "top_pick_sim_success", "precision"} <= set(evaluation["w0"])
@@ -155,3 +161,19 @@ def test_success_calibration_trains_on_some_pools_and_is_judged_on_others(tmp_pa
         refused = subprocess.run([*script, *argv], capture_output=True, text=True, timeout=600)
         assert refused.returncode == 2, refused.stderr[-2000:]
         assert expected in refused.stderr and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+
+    # the calibrated probability in the search's objective (w0_exploits.py --calibrator)
+    exploits = [sys.executable, str(ROOT / "benchmarks" / "w0_exploits.py"), "--pool", "43", "--demos", "3",
+                "--population", "4", "--iterations", "2", "--elites", "2"]
+    result = subprocess.run([*exploits, "--calibrator", str(tmp_path / "calibrator.safetensors"), "--robust", "2",
+                             "--robust-noise", "0"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    line = next(line for line in lines if line.startswith("default, calibrated search (tracking + 20 p)"))
+    assert 0.0 <= float(line.split("sim success ")[1][:5]) <= 1.0
+    # from 2 readings of the start moved by 0 m: the same scores, the same plans, the same outcome
+    robust = next(line for line in lines if line.startswith("default, robust calibrated search (2 starts, 0.0 cm)"))
+    assert robust.split("): ")[1] == line.split("): ")[1], (line, robust)
+    refused = subprocess.run([*exploits, "--calibrator", str(tmp_path / "old.pkl")], capture_output=True, text=True,
+                             timeout=600, cwd=tmp_path)
+    assert refused.returncode == 2 and "not a calibrator" in refused.stderr and "Traceback" not in refused.stderr
