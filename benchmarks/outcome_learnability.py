@@ -43,7 +43,7 @@ import torch
 from scipy.stats import rankdata, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from w0_dynamics_ranking import ranking_pool, tracked_returns  # noqa: E402
+from w0_dynamics_ranking import pool_spec, ranking_pool, tracked_returns  # noqa: E402
 
 TASKS = ("lift_apple", "lift_can", "push_box")
 
@@ -164,17 +164,6 @@ def fit(per_step: torch.Tensor, static: torch.Tensor, label: torch.Tensor, seed:
         return torch.sigmoid(net((x - mean) / std, (s - static_mean) / static_std)).numpy()
 
     return predict, best[0]
-
-
-def pool_spec(text: str) -> tuple[int, int]:
-    """``--pools`` item: ``SEED:DEMOS``."""
-    try:
-        seed, demos = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SEED:DEMOS (two integers, e.g. 13:48), got {text!r}") from None
-    if demos < 1:
-        raise argparse.ArgumentTypeError(f"DEMOS must be at least 1, got {text!r}")
-    return seed, demos
 
 
 def verdict_figures(said: np.ndarray, truth: np.ndarray) -> dict:

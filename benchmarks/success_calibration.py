@@ -45,6 +45,7 @@ from torch import nn
 from psi_gym.agents.rollouts import DemoRef, sim_tracking_return
 from psi_gym.sim.scene import SceneParams
 from psi_gym.sim.tasks import LIFT_HEIGHT, PUSH_TOLERANCE, TASKS, get_task
+from w0_dynamics_ranking import pool_spec  # the benchmarks' folder is on the path: this script's own
 
 TASK_NAMES = tuple(sorted(TASKS))
 FEATURES = (*TASK_NAMES, "tracking_per_step", "verdict", "margin_end_cm", "margin_last5_min_cm", "margin_10_before_end_cm",
@@ -262,18 +263,6 @@ def kept_counts(keep: np.ndarray, success: np.ndarray) -> dict[str, Any]:
 
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
-
-
-def pool_spec(text: str) -> tuple[int, int]:
-    """argparse type: ``SEED:DEMOS``."""
-    try:
-        seed_text, demos_text = text.split(":")
-        value = (int(seed_text), int(demos_text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SEED:DEMOS (two ints, e.g. 31:96), got {text!r}") from None
-    if value[0] < 0 or value[1] < 1:
-        raise argparse.ArgumentTypeError(f"expected a seed >= 0 and demos >= 1, got {text!r}")
-    return value
 
 
 def flywheel_rows(path: Path) -> list[dict[str, Any]]:
