@@ -54,6 +54,10 @@ FEATURES = (*TASK_NAMES, "tracking_per_step", "verdict", "margin_end_cm", "margi
             "success_fraction")
 """The calibrator's inputs, in order (see the module doc); margins, speeds, heights in cm (per step for speeds)."""
 CONTACT_DISTANCE = 0.006  # m: a hand point this close to the object's surface touches it
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
+"""the probability bars whose precision and recall are reported."""
+
+
 # ---------------------------------------------------------------------------------- features
 def _margins(path: np.ndarray, demo: DemoRef) -> np.ndarray:
     """(H+1,) the task's success margin along W0's object path, cm (> 0: the rule holds there, if the
@@ -111,7 +115,6 @@ def unroll_features(world_model: Any, first_frames: np.ndarray, start_states: np
             gaps[i, -1] * 100.0, palms[i, -1] * 100.0, float(np.argmax(done)) / horizon if done.any() else 1.5,
             done.mean()])
     return np.asarray(features, np.float32), np.asarray(returns, np.float64)
-
 
 
 class Calibrator(nn.Module):
@@ -219,7 +222,7 @@ def fit_calibrator(features: np.ndarray, success: np.ndarray, groups: np.ndarray
         p = model.probability(x[validation])
         truth = y[validation].numpy() > 0.5
         summary["validation_precision"] = {f"{t:.1f}": [int((p >= t)[truth].sum()), int((p >= t).sum())]
-                                           for t in (0.5, 0.6, 0.7, 0.8)}
+                                           for t in THRESHOLDS}
     return model, summary
 
 
@@ -242,7 +245,7 @@ def pool_features(world_model: Any, seed: int, demos: int, candidates: int = 16,
             "sim_return": np.asarray(sim_return, np.float64), "demo": demo}
 
 
-def ranking_and_precision(score: np.ndarray, pool: dict[str, np.ndarray], candidates: int) -> dict[str, float]:
+def ranking(score: np.ndarray, pool: dict[str, np.ndarray], candidates: int) -> dict[str, float]:
     """Per demo of ``pool``: the median Spearman of ``score`` against the simulator's return and the
     simulator's success of the top-scored plan."""
     from scipy.stats import spearmanr
@@ -260,9 +263,6 @@ def kept_counts(keep: np.ndarray, success: np.ndarray) -> dict[str, Any]:
     return {"kept": int(keep.sum()), "kept_successes": int((keep & success).sum()),
             "precision": round(float(success[keep].mean()), 3) if keep.any() else None,
             "recall": round(float(keep[success].mean()), 3) if success.any() else None}
-
-
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 
 
 def flywheel_rows(path: Path) -> list[dict[str, Any]]:
@@ -332,9 +332,9 @@ def main() -> None:
         probability = model.probability(pool["features"])
         w0_success = pool["features"][:, verdict] > 0.5
         line = {"seed": seed, "demos": demos, "sim_success_rate": round(float(pool["success"].mean()), 3),
-                "w0": {**ranking_and_precision(pool["w0_return"], pool, args.candidates),
+                "w0": {**ranking(pool["w0_return"], pool, args.candidates),
                        **kept_counts(w0_success, pool["success"])},
-                "calibrated": {**ranking_and_precision(probability, pool, args.candidates),
+                "calibrated": {**ranking(probability, pool, args.candidates),
                                **{f"p>={t}": kept_counts(probability >= t, pool["success"]) for t in THRESHOLDS}},
                 "sim_top_pick_sim_success": round(float(pool["success"].reshape(-1, args.candidates).max(1).mean()), 3)}
         report["evaluation"].append(line)
