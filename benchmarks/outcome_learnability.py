@@ -43,7 +43,8 @@ import torch
 from scipy.stats import rankdata, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from w0_dynamics_ranking import pool_spec, ranking_pool, tracked_returns  # noqa: E402
+from psi_gym.data.arguments import pool_spec  # noqa: E402
+from w0_dynamics_ranking import ranking_pool, tracked_returns  # noqa: E402
 
 TASKS = ("lift_apple", "lift_can", "push_box")
 

@@ -40,34 +40,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from psi_gym.agents.rollouts import DemoRef, sim_tracking_return
+from psi_gym.data.arguments import pool_spec
+from psi_gym.rewards.success_calibration import (  # noqa: F401  (load_calibrator: w0_exploits.py reads it here)
+    PATH_FEATURES,
+    Calibrator,
+    load_calibrator,
+    path_features,
+)
+from psi_gym.rewards.success_calibration import fit_calibrator as fit_path_calibrator
 from psi_gym.sim.scene import SceneParams
-from psi_gym.sim.tasks import LIFT_HEIGHT, PUSH_TOLERANCE, TASKS, get_task
-from w0_dynamics_ranking import pool_spec  # the benchmarks' folder is on the path: this script's own
 
-TASK_NAMES = tuple(sorted(TASKS))
-FEATURES = (*TASK_NAMES, "tracking_per_step", "verdict", "margin_end_cm", "margin_last5_min_cm", "margin_10_before_end_cm",
-            "margin_max_cm", "speed_end_cm", "speed_last5_cm", "speed_max_cm", "height_end_cm", "travel_xy_cm",
-            "contacts_end", "contacts_last10", "contact_gap_end_cm", "palm_distance_end_cm", "first_success",
-            "success_fraction")
+HAND_FEATURES = ("contacts_end", "contacts_last10", "contact_gap_end_cm", "palm_distance_end_cm")
+"""what this benchmark reads beyond the env's `PATH_FEATURES`: the hand against the object."""
+FEATURES = (*PATH_FEATURES[:PATH_FEATURES.index("first_success")], *HAND_FEATURES, "first_success", "success_fraction")
 """The calibrator's inputs, in order (see the module doc); margins, speeds, heights in cm (per step for speeds)."""
+_PATH_COLUMNS = [FEATURES.index(name) for name in PATH_FEATURES]
+_HAND_COLUMNS = [FEATURES.index(name) for name in HAND_FEATURES]
 CONTACT_DISTANCE = 0.006  # m: a hand point this close to the object's surface touches it
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 """the probability bars whose precision and recall are reported."""
 
 
 # ---------------------------------------------------------------------------------- features
-def _margins(path: np.ndarray, demo: DemoRef) -> np.ndarray:
-    """(H+1,) the task's success margin along W0's object path, cm (> 0: the rule holds there, if the
-    object is in the workspace and, for push, resting)."""
-    scene = SceneParams.from_dict(demo.scene)
-    if demo.task.startswith("lift"):
-        return (path[:, 2] - scene.object_rest_z - LIFT_HEIGHT) * 100.0
-    return (PUSH_TOLERANCE - np.linalg.norm(path[:, :2] - np.asarray(scene.mark_xy), axis=-1)) * 100.0
-
-
 @torch.no_grad()
 def unroll_features(world_model: Any, first_frames: np.ndarray, start_states: np.ndarray, targets: np.ndarray,
                     demos: Sequence[DemoRef], object_shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -99,131 +95,19 @@ def unroll_features(world_model: Any, first_frames: np.ndarray, start_states: np
         palms.append((points[:, 0] - state.object_position).norm(dim=-1).numpy())
     paths = np.stack(positions, 1).astype(np.float64)
     contacts, gaps, palms = np.stack(contacts, 1), np.stack(gaps, 1), np.stack(palms, 1)
-    features, returns = [], []
-    before_end = max(0, horizon - 10)
+    features = np.zeros((len(demos), len(FEATURES)), np.float32)
+    returns = []
     for i, demo in enumerate(demos):
-        path, task, scene = paths[i], get_task(demo.task), SceneParams.from_dict(demo.scene)
-        done = np.array([task.is_success(scene, position) for position in path])
-        tracking = sim_tracking_return(path, demo, False)
-        returns.append(sim_tracking_return(path, demo, bool(done[-1])))
-        margin = _margins(path, demo)
-        speed = np.linalg.norm(np.diff(path, axis=0), axis=-1) * 100.0
-        features.append([float(demo.task == name) for name in TASK_NAMES] + [
-            tracking / horizon, float(done[-1]), margin[-1], margin[-5:].min(), margin[before_end], margin.max(),
-            speed[-1], speed[-5:].mean(), speed.max(), (path[-1, 2] - scene.object_rest_z) * 100.0,
-            np.linalg.norm(path[-1, :2] - path[0, :2]) * 100.0, contacts[i, -1], contacts[i, -10:].mean(),
-            gaps[i, -1] * 100.0, palms[i, -1] * 100.0, float(np.argmax(done)) / horizon if done.any() else 1.5,
-            done.mean()])
-    return np.asarray(features, np.float32), np.asarray(returns, np.float64)
+        features[i, _PATH_COLUMNS] = path_features(paths[i], demo.task, SceneParams.from_dict(demo.scene), demo.human_object_pose)
+        features[i, _HAND_COLUMNS] = (contacts[i, -1], contacts[i, -10:].mean(), gaps[i, -1] * 100.0, palms[i, -1] * 100.0)
+        returns.append(sim_tracking_return(paths[i], demo, bool(features[i, FEATURES.index("verdict")] > 0.5)))
+    return features, np.asarray(returns, np.float64)
 
 
-class Calibrator(nn.Module):
-    """P(the simulator calls it a success | `FEATURES`): the mean of ``members`` MLPs (``width`` x 2
-    hidden layers) on features standardised by the training set's mean and spread."""
-
-    def __init__(self, width: int = 64, members: int = 5) -> None:
-        super().__init__()
-        count = len(FEATURES)
-        self.register_buffer("mean", torch.zeros(count))
-        self.register_buffer("scale", torch.ones(count))
-        self.mlps = nn.ModuleList(
-            nn.Sequential(nn.Linear(count, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
-            for _ in range(members))
-
-    @torch.no_grad()
-    def probability(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(B, F) features (`unroll_features`) -> (B,) probability that the simulator calls it a success."""
-        x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-        if x.ndim != 2 or x.shape[1] != len(FEATURES) or not torch.isfinite(x).all():
-            raise ValueError(f"features must be finite (B, {len(FEATURES)}) ({', '.join(FEATURES)}), got {tuple(x.shape)}")
-        x = (x - self.mean) / self.scale
-        return torch.sigmoid(torch.stack([mlp(x)[:, 0] for mlp in self.mlps])).mean(0).numpy()
-
-    def save(self, path: Path) -> None:
-        """Weights and sizes in one safetensors file (``--save``; `load_calibrator` reads it back)."""
-        from safetensors.torch import save_file
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {"features": json.dumps(list(FEATURES)), "width": str(self.mlps[0][0].out_features),
-                    "members": str(len(self.mlps))}
-        save_file({key: value.contiguous() for key, value in self.state_dict().items()}, str(path), metadata=metadata)
-
-
-def load_calibrator(path: Path) -> Calibrator:
-    """A calibrator `Calibrator.save` wrote; a clear ValueError for a file that is not one."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), "pt") as handle:
-            metadata = handle.metadata() or {}
-        weights = load_file(str(path))
-    except Exception as error:  # safetensors raises its own error kinds for damaged files
-        raise ValueError(f"{path} is not a calibrator written by success_calibration.py --save ({error})") from None
-    if json.loads(metadata.get("features", "[]")) != list(FEATURES):
-        raise ValueError(f"{path} reads other features than {list(FEATURES)}: retrain it with success_calibration.py --save")
-    model = Calibrator(width=int(metadata["width"]), members=int(metadata["members"]))
-    model.load_state_dict(weights)
-    return model.eval()
-
-
-def fit_calibrator(features: np.ndarray, success: np.ndarray, groups: np.ndarray | None = None, *,
-                   members: int = 5, width: int = 64, steps: int = 600, learning_rate: float = 3e-3,
-                   weight_decay: float = 1e-4, validation_fraction: float = 0.1,
-                   seed: int = 0) -> tuple[Calibrator, dict[str, Any]]:
-    """Train a `Calibrator` on ``features`` (N, F) and the simulator's ``success`` (N,): each
-    member full-batch Adam on the binary cross-entropy, on its own draw of the training rows, and
-    keeps its weights at its lowest loss on a validation split (``validation_fraction`` of the
-    ``groups``, e.g. demos, so no demo is on both sides). Returns the model and a summary."""
-    x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(success), dtype=torch.float32)
-    if x.ndim != 2 or x.shape[1] != len(FEATURES) or len(y) != len(x):
-        raise ValueError(f"features must be (N, {len(FEATURES)}) with N success labels, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("features hold NaN or infinite values")
-    if y.min() == y.max():
-        raise ValueError(f"the labels are all {bool(y[0])}: a calibrator needs successes and failures to learn from")
-    rng = np.random.default_rng(seed)
-    groups = np.arange(len(x)) if groups is None else np.asarray(groups)
-    unique = rng.permutation(np.unique(groups))
-    held = set(unique[: max(1, int(round(validation_fraction * len(unique))))].tolist()) if len(unique) > 1 else set()
-    validation = torch.as_tensor(np.array([g in held for g in groups]))
-    train = ~validation
-    torch.manual_seed(seed)
-    model = Calibrator(width=width, members=members)
-    model.mean.copy_(x[train].mean(0))
-    model.scale.copy_(x[train].std(0).clamp_min(1e-3))
-    loss_fn = nn.functional.binary_cross_entropy_with_logits
-    train_rows = train.nonzero()[:, 0]
-    summary: dict[str, Any] = {"rows": len(x), "train_rows": int(train.sum()), "validation_rows": int(validation.sum()),
-                               "success_rate": round(float(y.mean()), 4), "members": []}
-    for index, member in enumerate(model.mlps):
-        rows = train_rows[torch.as_tensor(rng.integers(0, len(train_rows), len(train_rows)))]  # a bootstrap draw
-        optimizer = torch.optim.AdamW(member.parameters(), lr=learning_rate, weight_decay=weight_decay)
-        best, best_state, best_step = float("inf"), None, 0
-        for step in range(steps):
-            logits = member((x[rows] - model.mean) / model.scale)[:, 0]
-            loss = loss_fn(logits, y[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if validation.any() and (step % 20 == 19 or step == steps - 1):
-                with torch.no_grad():
-                    held_loss = float(loss_fn(member((x[validation] - model.mean) / model.scale)[:, 0], y[validation]))
-                if held_loss < best:
-                    best, best_step = held_loss, step + 1
-                    best_state = {k: v.clone() for k, v in member.state_dict().items()}
-        if best_state is not None:
-            member.load_state_dict(best_state)
-        summary["members"].append({"member": index, "validation_loss": round(best, 4) if best_state else None,
-                                   "steps": best_step or steps})
-    model.eval()
-    if validation.any():
-        p = model.probability(x[validation])
-        truth = y[validation].numpy() > 0.5
-        summary["validation_precision"] = {f"{t:.1f}": [int((p >= t)[truth].sum()), int((p >= t).sum())]
-                                           for t in THRESHOLDS}
-    return model, summary
+def fit_calibrator(features: np.ndarray, success: np.ndarray, groups: np.ndarray | None = None,
+                   **options: Any) -> tuple[Calibrator, dict[str, Any]]:
+    """`psi_gym.rewards.success_calibration.fit_calibrator` on this benchmark's `FEATURES`."""
+    return fit_path_calibrator(features, success, groups, names=FEATURES, **options)
 
 
 # ---------------------------------------------------------------------------------- pools

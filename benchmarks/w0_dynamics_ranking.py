@@ -30,17 +30,6 @@ import torch
 from scipy.stats import spearmanr
 
 
-def pool_spec(text: str) -> tuple[int, int]:
-    """argparse type of a pool: ``SEED:DEMOS`` (eval-w0's --seed and --demos)."""
-    try:
-        seed, demos = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SEED:DEMOS (two integers, e.g. 13:48), got {text!r}") from None
-    if demos < 1:
-        raise argparse.ArgumentTypeError(f"DEMOS must be at least 1, got {text!r}")
-    return seed, demos
-
-
 def ranking_pool(seed: int, demos: int, candidates: int, cache: Path) -> tuple:
     """eval-w0's ranking candidates for ``seed`` and the simulator's results on them, cached under
     ``cache`` (`psi_gym.agents.world_model_report.candidate_pool`)."""

@@ -8,7 +8,9 @@
   the simulator, Pearson and Spearman (`psi_gym.agents.evaluation`);
 * ``psi-gym eval-w0 --checkpoint default --seed S``: W0 against the simulator, the way the env uses
   it: frame fidelity (`psi_gym.world_model.fidelity`), and whole episodes of candidate refinements
-  ranked, judged and near misses told apart (`psi_gym.agents.world_model_report`).
+  ranked, judged and near misses told apart (`psi_gym.agents.world_model_report`);
+* ``psi-gym train-calibrator --out FILE``: the calibrated success of ``reward_model="calibrated_state"``,
+  from candidate pools replayed in the simulator (`psi_gym.agents.calibration`).
 
 Heavy imports (torch, TorchRL, MuJoCo) happen when a job runs, so that ``psi-gym --help`` stays fast.
 """
@@ -24,8 +26,10 @@ from psi_gym.data.arguments import (
     check_output_dir,
     device,
     int_at_least,
+    check_output_file,
     int_in,
     number_in,
+    pool_spec,
     positive_int,
     seed,
     threads,
@@ -228,6 +232,48 @@ def run_eval_w0(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+# -------------------------------------------------------------------------- train-calibrator
+def configure_train_calibrator(p: argparse.ArgumentParser) -> None:
+    from psi_gym.agents.calibration import DEFAULT_POOLS
+
+    p.add_argument("--out", type=Path, required=True, help="the calibrator file to write (safetensors)")
+    p.add_argument("--world-model", default="default", help="the W0 whose object paths it reads: 'default' or a folder")
+    p.add_argument("--pools", type=pool_spec, nargs="+", default=list(DEFAULT_POOLS),
+                   help="candidate pools SEED:DEMOS replayed in the simulator (default 31:96 ... 38:96; keep them apart "
+                        "from the seeds you evaluate on)")
+    p.add_argument("--candidates", type=int_at_least(2), default=16, help="plans per demo: raw + random residuals")
+    p.add_argument("--members", type=positive_int, default=5, help="MLPs in the ensemble")
+    p.add_argument("--width", type=positive_int, default=64, help="their hidden width")
+    p.add_argument("--steps", type=positive_int, default=600, help="full-batch training steps per member")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--cache", type=Path, default=None,
+                   help="folder keeping the simulator's results per pool (read back when present)")
+    p.add_argument("--threads", type=threads, default=None, help="torch.set_num_threads")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_train_calibrator(args: argparse.Namespace) -> dict[str, Any]:
+    from psi_gym.agents.calibration import CalibrationConfig, train_calibrator
+    from psi_gym.world_model.loading import load_world_model
+
+    _threads(args)
+    check_output_file(args.out)
+    if args.cache is not None:
+        check_output_dir(args.cache, "--cache")
+    try:
+        world_model = load_world_model(args.world_model, "cpu")
+    except (FileNotFoundError, ValueError) as error:
+        raise ArgumentProblem("--world-model", str(error)) from None
+    if getattr(world_model, "dynamics", None) is None:
+        raise ArgumentProblem("--world-model", "this world model predicts no object state; a calibrator reads its object path")
+    model, summary = train_calibrator(CalibrationConfig(
+        world_model=world_model, pools=tuple(args.pools), candidates=args.candidates, members=args.members,
+        width=args.width, steps=args.steps, seed=args.seed, cache=args.cache, progress=not args.no_progress,
+        metadata={"world_model": str(args.world_model)}))
+    model.save(args.out)
+    return {"out": str(args.out), "world_model": str(args.world_model), **summary}
+
+
 COMMANDS = {
     "eval-w0": ("W0 against the simulator as the env uses it: whole episodes, ranking of refinements, near misses, "
                 "verdicts, PSNR", configure_eval_w0, run_eval_w0),
@@ -237,5 +283,7 @@ COMMANDS = {
                configure_refine, run_refine),
     "evaluate": ("policies' success estimated in W0 vs true in the simulator: Pearson and Spearman",
                  configure_evaluate, run_evaluate),
+    "train-calibrator": ("the calibrated success of reward_model='calibrated_state', from candidate pools replayed in "
+                         "the simulator", configure_train_calibrator, run_train_calibrator),
 }
 """name -> (help, configure(parser), run(args) -> summary), listed by `psi_gym.cli`."""

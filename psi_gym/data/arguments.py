@@ -58,6 +58,17 @@ def int_in(low: int, high: int, what: str = "") -> Callable[[str], int]:
     return parse
 
 
+def pool_spec(text: str) -> tuple[int, int]:
+    """argparse type of a candidate pool: ``SEED:DEMOS`` (eval-w0's --seed and --demos)."""
+    try:
+        pool_seed, demos = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SEED:DEMOS (two integers, e.g. 13:48), got {text!r}") from None
+    if demos < 1:
+        raise argparse.ArgumentTypeError(f"DEMOS must be at least 1, got {text!r}")
+    return pool_seed, demos
+
+
 def int_at_least(low: int, what: str = "") -> Callable[[str], int]:
     """argparse type: an int >= ``low``."""
 
@@ -236,6 +247,7 @@ __all__ = [
     "int_list",
     "log_with",
     "number_in",
+    "pool_spec",
     "positive_int",
     "seed",
     "threads",

@@ -546,6 +546,7 @@ class PsiW0RetargetCore:
                 object_position=object_position.copy(),
                 episodes=[self.starts[row].context for row in rows],
                 last=last.copy(),
+                object_path=self._object_path(rows, steps, object_position),
             )
             output = as_reward_output(self.reward_model(batch), len(rows), source=f"reward model {self.reward_model!r}")
         except BaseException:
@@ -579,6 +580,15 @@ class PsiW0RetargetCore:
         self.profile.steps += 1
         self.profile.env_steps += len(rows)
         return StepResult(output.reward, terminated, truncated, output.info)
+
+    def _object_path(self, rows: np.ndarray, steps: np.ndarray, object_position: np.ndarray) -> np.ndarray:
+        """(n, L+1, 3) the object's path of ``rows`` up to this step (``object_position`` after
+        ``steps``), NaN past it: `RewardInput.object_path`."""
+        path = self.record_object[rows, :, :3].copy()
+        path[np.arange(len(rows)), steps] = object_position
+        path[np.arange(path.shape[1])[None, :] > steps[:, None]] = np.nan
+        path[~np.isfinite(object_position).all(axis=1)] = np.nan  # a world model that predicts no object
+        return path
 
     # ------------------------------------------------------------------------ observation
     def observation(self, row: int) -> dict[str, np.ndarray]:

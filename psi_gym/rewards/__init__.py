@@ -4,7 +4,9 @@ Interface (``base.py``): ``reward_model(batch: RewardInput) -> RewardOutput``. B
 `ObjectTrackingReward` (track the human demo's object trajectory, read off predicted frames by
 the learned object-state estimator, + success bonus), `SuccessClassifierReward` (the
 estimator's success head), `StateTrackingReward` (the same tracking and success rule on the
-world model's own object state, no estimator), `CallableReward` (a user's function). `resolve_reward_model` turns
+world model's own object state, no estimator), `CalibratedStateReward` (that tracking, the success
+bonus times a calibrated probability that the simulator confirms it: ``success_calibration.py``,
+trained by ``psi-gym train-calibrator``), `CallableReward` (a user's function). `resolve_reward_model` turns
 what ``gym.make(..., reward_model=...)`` accepts into one. The estimator itself is in
 ``object_state.py`` (`load_estimator`: a name or folder -> an estimator, once per weights), its
 training in ``estimator_training.py``, the ``psi-gym train-estimator`` command in ``commands.py``.
@@ -30,9 +32,12 @@ from psi_gym.rewards.success_classifier import (
 )
 from psi_gym.rewards.user_function import CallableReward
 from psi_gym.rewards.state_tracking import StateTrackingReward
+from psi_gym.rewards.calibrated_state import CalibratedStateReward, CalibratedStateRewardConfig
 
 __all__ = [
     "REWARD_MODELS",
+    "CalibratedStateReward",
+    "CalibratedStateRewardConfig",
     "CallableReward",
     "EpisodeContext",
     "ObjectTrackingReward",

@@ -23,6 +23,11 @@ object_position     (N, 3) float32          the world model's own object positio
 episodes            N `EpisodeContext`      what each row's episode is about (demo, task...)
 last                (N,) bool               this is the row's last step: its episode ends here
                                             (the env's fixed horizon), the verdict step
+object_path         (N, L+1, 3) float32     the world model's object position after 0 .. L
+                    or None                 steps of each row's episode (row s: after s
+                                            steps; row 0 its reading of the first frame;
+                                            rows past ``step``, and where it predicts no
+                                            object, NaN); None where the env keeps none
 =================== ======================= ===============================================
 
 Success is judged at the END of the episode (`psi_gym.sim.tasks.Task.is_success`, the one
@@ -86,6 +91,8 @@ class RewardInput:
     episodes: Sequence[EpisodeContext]
     last: np.ndarray | None = None
     """(N,) bool, the rows on their episode's last step; None (built by hand) means none is."""
+    object_path: np.ndarray | None = None
+    """(N, L+1, 3) float32, the object's path so far (see the module doc); None: not kept."""
 
     def __post_init__(self) -> None:
         if self.last is None:

@@ -4,7 +4,9 @@
 
 * a reward-model object (anything with ``__call__(batch) -> RewardOutput``), used as is;
 * a name of a built-in: ``"object_tracking"``, ``"success_classifier"`` (built with the env's
-  ``estimator``), ``"state_tracking"`` (reads the world model's own object state, no estimator);
+  ``estimator``), ``"state_tracking"`` (reads the world model's own object state, no estimator),
+  ``"calibrated_state"`` (the same tracking, its success bonus times the probability that the
+  simulator confirms it, from the shipped calibrator);
 * a dotted path ``"package.module:Name"`` to a class (instantiated with no arguments), a
   reward-model object or a function;
 * a function ``fn(batch) -> rewards``, wrapped in `CallableReward`.
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from psi_gym.rewards.base import RewardModel
+from psi_gym.rewards.calibrated_state import CalibratedStateReward
 from psi_gym.rewards.object_tracking import ObjectTrackingReward
 from psi_gym.rewards.success_classifier import SuccessClassifierReward
 from psi_gym.rewards.user_function import CallableReward
@@ -33,6 +36,7 @@ REWARD_MODELS: dict[str, Callable[..., RewardModel]] = {
     "object_tracking": ObjectTrackingReward,
     "success_classifier": SuccessClassifierReward,
     "state_tracking": lambda estimator: StateTrackingReward(),  # reads the object state: no estimator
+    "calibrated_state": lambda estimator: CalibratedStateReward(),  # the object's path and the shipped calibrator
 }
 
 

@@ -225,7 +225,7 @@ def test_resolution_of_every_accepted_form(never_done):
 @pytest.mark.parametrize(
     "spec, error, match",
     [
-        ("shiny", ValueError, "unknown reward model 'shiny': expected one of \\['object_tracking', 'state_tracking', 'success_classifier'\\]"),
+        ("shiny", ValueError, "unknown reward model 'shiny': expected one of \\['calibrated_state', 'object_tracking', 'state_tracking', 'success_classifier'\\]"),
         ("no_such_module:Reward", ValueError, "cannot import"),
         ("psi_gym.rewards:NoSuchReward", ValueError, "no attribute"),
         (3, TypeError, "callable"),
