@@ -36,7 +36,7 @@ def make_candidates(args: argparse.Namespace, world_model: str) -> list[dict]:
     from psi_gym.flywheel.loop import FlywheelConfig, make_demos, refine_and_filter
 
     config = FlywheelConfig(demos_per_iteration=args.demos, train_demo_seed=args.train_demo_seed, seed=args.seed,
-                            progress=False)
+                            reward_model=args.reward_model, progress=False)
     rows = []
     for iteration in range(1, args.iterations + 1):
         demos = make_demos(args.train_demo_seed, range((iteration - 1) * args.demos, iteration * args.demos),
@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=12, help="demos per iteration")
     parser.add_argument("--seed", type=int, default=1, help="the flywheel's --seed (its random draws)")
     parser.add_argument("--world-model", default="default", help="W0: 'default' or a folder")
+    parser.add_argument("--reward-model", default="object_tracking",
+                        help="the W0 env's reward model during the flywheel's refinement and filters (a built-in name)")
     parser.add_argument("--samples", type=int, default=8, help="shifted starts per candidate")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.003, 0.006, 0.01], help="m: shift std per axis")
     parser.add_argument("--margin", type=float, nargs="+", default=[0.005, 0.01], help="m: margins to the threshold")
@@ -75,7 +77,8 @@ def main() -> None:
     folder = str(default_checkpoint_path()) if args.world_model == "default" else args.world_model
     # keyed on the weights, not the folder's name: 'default' names other weights once a new W0 ships
     tag = hashlib.sha1((Path(folder) / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:10]
-    cache = args.cache / f"{args.train_demo_seed}-{args.iterations}x{args.demos}-s{args.seed}-{tag}-v2.pkl"  # v2: rows hold their demo
+    reward = "" if args.reward_model == "object_tracking" else f"-{args.reward_model}"  # the default keeps its old name
+    cache = args.cache / f"{args.train_demo_seed}-{args.iterations}x{args.demos}-s{args.seed}-{tag}{reward}-v2.pkl"  # v2: rows hold their demo
     if cache.is_file():
         rows = pickle.loads(cache.read_bytes())
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from psi_gym.data.arguments import (
+    ArgumentProblem,
     check_name_or_folder,
     check_output_dir,
     int_at_least,
@@ -77,6 +78,8 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
                    help="first frames per W0 step (perception)")
     p.add_argument("--world-model", default=c.world_model, help="W0 to start from: 'default', a folder, random:debug")
     p.add_argument("--estimator", default=c.estimator, help="'default', a folder or 'random'")
+    p.add_argument("--reward-model", default=c.reward_model,
+                   help="the W0 env's reward model (a built-in name, e.g. state_tracking or calibrated_state)")
     p.add_argument("--policy", default=None, help="R2 folder to start from (default: a fresh R2 = the raw retarget)")
     p.add_argument("--policy-architecture", choices=("wan", "cnn"), default=c.policy_architecture)
     p.add_argument("--max-rows", type=positive_int, default=c.max_rows, help="W0 env rows per batched step")
@@ -108,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               w0_dynamics_batch_size=args.w0_dynamics_batch_size,
                               w0_perception_batch_size=args.w0_perception_batch_size, threads=args.threads,
                               progress=False),
-        world_model=args.world_model, estimator=args.estimator, policy=args.policy,
+        world_model=args.world_model, estimator=args.estimator, reward_model=args.reward_model, policy=args.policy,
         policy_architecture=args.policy_architecture, max_rows=args.max_rows, videos=args.videos, seed=args.seed,
         progress=progress,
     )
@@ -123,6 +126,10 @@ def run_flywheel_command(args: argparse.Namespace) -> dict[str, Any]:
     check_name_or_folder(args.world_model, "--world-model", ("default", "random:debug", "random:tiny"))
     check_name_or_folder(args.estimator, "--estimator", ("default", "random"))
     check_name_or_folder(args.policy, "--policy", ())
+    from psi_gym.rewards.resolve import REWARD_MODELS
+
+    if args.reward_model not in REWARD_MODELS:
+        raise ArgumentProblem("--reward-model", f"expected one of {sorted(REWARD_MODELS)}, got {args.reward_model!r}")
     for folder in args.second_opinion:
         check_name_or_folder(folder, "--second-opinion", ("default", "random:debug", "random:tiny"))
     check_output_dir(args.out)

@@ -139,6 +139,11 @@ class FlywheelConfig:
     """the W0 to start from: 'default', a folder, or random:debug / random:tiny (untrained: tests)."""
     estimator: str = "default"
     """the reward model's object-state estimator: 'default', a folder or 'random'."""
+    reward_model: str = "object_tracking"
+    """the W0 env's reward model, a built-in name: what the search maximises, whose verdict the
+    success and consistency filters read, and the ranking test's return. ``"calibrated_state"``
+    reads the shipped calibrator, trained on the shipped W0's paths (iterations after the first
+    fine-tune W0 under it)."""
     policy: str | None = None
     """an R2 folder to start from; None: a fresh R2 (its action head starts at 0: the raw retarget)."""
     policy_architecture: str = "wan"
@@ -248,6 +253,7 @@ def _w0_env(config: FlywheelConfig, world_model: Any, demos: Sequence[Episode], 
 
     import psi_gym  # noqa: F401  (registers the envs)
 
+    options.setdefault("reward_model", config.reward_model)
     return gym.make_vec("PsiW0-Retarget-v0", num_envs=rows, autoreset_mode=AutoresetMode.DISABLED,
                         world_model=world_model, estimator=config.estimator, demos=list(demos),
                         successful_demos_only=False, **options)

@@ -89,7 +89,7 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
 
 @pytest.mark.parametrize("flag, value", [("--world-model", "/no/such/w0"), ("--policy", "/no/such/r2"),
                                          ("--iterations", "0"), ("--min-quality", "2"), ("--estimator", "/none"),
-                                         ("--second-opinion", "/no/such/w0")])
+                                         ("--second-opinion", "/no/such/w0"), ("--reward-model", "nosuch")])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, flag, value):
     assert main(["flywheel", "--out", str(tmp_path / "run"), flag, value]) == 2
     err = capsys.readouterr().err
@@ -221,6 +221,21 @@ def test_flywheel_example_smoke(tmp_path):
     assert set(rows[1]) == {"iteration", "kept", "filter_precision", "w0_false_success_rate", "w0_spearman",
                             "r2_sim_success"}
     assert len(FlywheelBuffer.read(tmp_path / "run" / "buffer").select(sources=["robot_episode"])) == 1
+
+
+def test_the_w0_env_of_the_flywheel_uses_its_reward_model():
+    """``--reward-model`` reaches every W0 env the loop makes (search, filters, ranking test), unless one names its own."""
+    from psi_gym.flywheel.loop import FlywheelConfig, _w0_env
+    from psi_gym.rewards import CalibratedStateReward, ObjectTrackingReward, StateTrackingReward
+
+    demos = [demo.start for demo in make_demos(4242, [0], 0)]
+    for name, kind in (("object_tracking", ObjectTrackingReward), ("calibrated_state", CalibratedStateReward)):
+        env = _w0_env(FlywheelConfig(reward_model=name, estimator="random"), "random:debug", demos, 1)
+        assert isinstance(env.unwrapped.core.reward_model, kind)
+        env.close()
+    env = _w0_env(FlywheelConfig(reward_model="calibrated_state"), "random:debug", demos, 1, reward_model="state_tracking")
+    assert isinstance(env.unwrapped.core.reward_model, StateTrackingReward)
+    env.close()
 
 
 def test_consistency_reruns_start_from_the_demo_with_perceived_object_shifted(monkeypatch):
