@@ -177,3 +177,10 @@ def test_success_calibration_trains_on_some_pools_and_is_judged_on_others(tmp_pa
     refused = subprocess.run([*exploits, "--calibrator", str(tmp_path / "old.pkl")], capture_output=True, text=True,
                              timeout=600, cwd=tmp_path)
     assert refused.returncode == 2 and "not a calibrator" in refused.stderr and "Traceback" not in refused.stderr
+    # the shipped calibrator (the env's calibrated_state reward: W0's object path only) in the same search
+    shipped = ROOT / "psi_gym" / "assets" / "calibrator-default" / "calibrator.safetensors"
+    result = subprocess.run([*exploits, "--calibrator", str(shipped)], capture_output=True, text=True, timeout=600,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert any(line.startswith("default, calibrated search (tracking + 20 p): sim success")
+               for line in result.stdout.splitlines()), result.stdout

@@ -90,6 +90,13 @@ class PsiW0RetargetEnv(gym.Env):
       as many steps, every step pays ``exp(-|p - q| / 0.02 m)``. On the last step, if the
       estimator's success probability on that final frame exceeds 0.5, the episode is a
       success and the step also pays ``success_bonus`` = 10 (`psi_gym.rewards.ObjectTrackingReward`).
+    * ``"state_tracking"``: the same tracking and the task's rule read off W0's own object state
+      (no estimator; `psi_gym.rewards.StateTrackingReward`).
+    * ``"calibrated_state"``: that tracking; on the last step + 20 x the probability that the
+      simulator confirms a success, read off the whole object path W0 predicted
+      (``RewardInput.object_path``) by a calibrator trained on candidate plans replayed in the
+      simulator; a success when the rule holds and that probability is >= 0.5
+      (`psi_gym.rewards.CalibratedStateReward`; the shipped calibrator reads the shipped W0).
     * ``"success_classifier"``: 1 on the last step if the estimator's success head says done.
     * your own: an object or function ``batch -> rewards`` or a dotted path
       ``"package.module:Name"`` (`psi_gym.rewards.RewardModel`). A dotted path imports that
