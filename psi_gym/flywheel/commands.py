@@ -80,9 +80,6 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimator", default=c.estimator, help="'default', a folder or 'random'")
     p.add_argument("--reward-model", default=c.reward_model,
                    help="the W0 env's reward model (a built-in name, e.g. state_tracking or calibrated_state)")
-    p.add_argument("--success-threshold", type=number_in(0, 1), default=c.success_threshold,
-                   help="the probability its verdict needs (object_tracking: the estimator's; calibrated_state: the "
-                        "calibrated one); default: the reward model's own, 0.5")
     p.add_argument("--policy", default=None, help="R2 folder to start from (default: a fresh R2 = the raw retarget)")
     p.add_argument("--policy-architecture", choices=("wan", "cnn"), default=c.policy_architecture)
     p.add_argument("--max-rows", type=positive_int, default=c.max_rows, help="W0 env rows per batched step")
@@ -114,8 +111,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               w0_dynamics_batch_size=args.w0_dynamics_batch_size,
                               w0_perception_batch_size=args.w0_perception_batch_size, threads=args.threads,
                               progress=False),
-        world_model=args.world_model, estimator=args.estimator, reward_model=args.reward_model,
-        success_threshold=args.success_threshold, policy=args.policy,
+        world_model=args.world_model, estimator=args.estimator, reward_model=args.reward_model, policy=args.policy,
         policy_architecture=args.policy_architecture, max_rows=args.max_rows, videos=args.videos, seed=args.seed,
         progress=progress,
     )
@@ -126,18 +122,14 @@ def run_flywheel_command(args: argparse.Namespace) -> dict[str, Any]:
 
     from psi_gym.flywheel.loop import run_flywheel
 
-    from psi_gym.rewards.resolve import REWARD_MODELS
-
-    if args.reward_model not in REWARD_MODELS:
-        raise ArgumentProblem("--reward-model", f"expected one of {sorted(REWARD_MODELS)}, got {args.reward_model!r}")
-    if args.success_threshold is not None and args.reward_model not in ("object_tracking", "calibrated_state"):
-        raise ArgumentProblem("--success-threshold", f"a bar on a success probability, which --reward-model "
-                                                     f"{args.reward_model} does not give (object_tracking and "
-                                                     "calibrated_state do)")
     config = config_from_args(args)
     check_name_or_folder(args.world_model, "--world-model", ("default", "random:debug", "random:tiny"))
     check_name_or_folder(args.estimator, "--estimator", ("default", "random"))
     check_name_or_folder(args.policy, "--policy", ())
+    from psi_gym.rewards.resolve import REWARD_MODELS
+
+    if args.reward_model not in REWARD_MODELS:
+        raise ArgumentProblem("--reward-model", f"expected one of {sorted(REWARD_MODELS)}, got {args.reward_model!r}")
     for folder in args.second_opinion:
         check_name_or_folder(folder, "--second-opinion", ("default", "random:debug", "random:tiny"))
     check_output_dir(args.out)

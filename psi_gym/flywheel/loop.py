@@ -144,11 +144,6 @@ class FlywheelConfig:
     success and consistency filters read, and the ranking test's return. ``"calibrated_state"``
     reads the shipped calibrator, trained on the shipped W0's paths (iterations after the first
     fine-tune W0 under it)."""
-    success_threshold: float | None = None
-    """the probability the reward model's verdict needs (its ``config.success_threshold``: the
-    estimator's success probability for ``object_tracking``, the calibrated probability for
-    ``calibrated_state``); None: the reward model's own (0.5). The success filter, the consistency
-    reruns and the ranking test read that verdict."""
     policy: str | None = None
     """an R2 folder to start from; None: a fresh R2 (its action head starts at 0: the raw retarget)."""
     policy_architecture: str = "wan"
@@ -175,12 +170,6 @@ class FlywheelConfig:
         if not 0.0 <= self.min_consistency <= 1.0:
             raise ValueError(f"min_consistency must be in [0, 1], got {self.min_consistency}")
         self.second_opinions = tuple(str(folder) for folder in self.second_opinions)
-        if self.success_threshold is not None:
-            if not 0.0 <= self.success_threshold <= 1.0:
-                raise ValueError(f"success_threshold must be a probability in [0, 1] or None, got {self.success_threshold}")
-            if self.reward_model not in ("object_tracking", "calibrated_state"):
-                raise ValueError(f"success_threshold is a bar on a success probability: the reward model "
-                                 f"{self.reward_model!r} gives none (object_tracking and calibrated_state do)")
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -264,14 +253,7 @@ def _w0_env(config: FlywheelConfig, world_model: Any, demos: Sequence[Episode], 
 
     import psi_gym  # noqa: F401  (registers the envs)
 
-    if "reward_model" not in options:
-        options["reward_model"] = config.reward_model
-        if config.success_threshold is not None:  # the built-in, its verdict's bar moved
-            from psi_gym.rewards.resolve import resolve_reward_model
-
-            reward_model = resolve_reward_model(config.reward_model, config.estimator)
-            reward_model.config = dataclasses.replace(reward_model.config, success_threshold=config.success_threshold)
-            options["reward_model"] = reward_model
+    options.setdefault("reward_model", config.reward_model)
     return gym.make_vec("PsiW0-Retarget-v0", num_envs=rows, autoreset_mode=AutoresetMode.DISABLED,
                         world_model=world_model, estimator=config.estimator, demos=list(demos),
                         successful_demos_only=False, **options)

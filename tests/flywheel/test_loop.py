@@ -89,8 +89,7 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
 
 @pytest.mark.parametrize("flag, value", [("--world-model", "/no/such/w0"), ("--policy", "/no/such/r2"),
                                          ("--iterations", "0"), ("--min-quality", "2"), ("--estimator", "/none"),
-                                         ("--second-opinion", "/no/such/w0"), ("--reward-model", "nosuch"),
-                                         ("--success-threshold", "1.5")])
+                                         ("--second-opinion", "/no/such/w0"), ("--reward-model", "nosuch")])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, flag, value):
     assert main(["flywheel", "--out", str(tmp_path / "run"), flag, value]) == 2
     err = capsys.readouterr().err
@@ -237,14 +236,6 @@ def test_the_w0_env_of_the_flywheel_uses_its_reward_model():
     env = _w0_env(FlywheelConfig(reward_model="calibrated_state"), "random:debug", demos, 1, reward_model="state_tracking")
     assert isinstance(env.unwrapped.core.reward_model, StateTrackingReward)
     env.close()
-    # --success-threshold moves the bar of the verdict, nothing else
-    env = _w0_env(FlywheelConfig(reward_model="calibrated_state", success_threshold=0.8), "random:debug", demos, 1)
-    reward_model = env.unwrapped.core.reward_model
-    assert reward_model.config.success_threshold == 0.8 and reward_model.config.success_bonus == 20.0
-    env.close()
-    with pytest.raises(ValueError, match="gives none"):
-        FlywheelConfig(reward_model="state_tracking", success_threshold=0.8)
-    assert main(["flywheel", "--reward-model", "state_tracking", "--success-threshold", "0.8", "--out", "unused"]) == 2
 
 
 def test_consistency_reruns_start_from_the_demo_with_perceived_object_shifted(monkeypatch):
