@@ -3,7 +3,7 @@
 * ``buffer.py``: `FlywheelBuffer`, a TorchRL replay buffer on memory-mapped storage, trajectory
   slices, crash-safe commits, provenance on every trajectory, episodes and LeRobot datasets out;
 * ``filters.py``: the filter interface (`Candidate`, ``filter(candidates) -> keep``) and the filters:
-  W0's verdict, W0 self-consistency, demo data quality, dedupe; `FilterChain`;
+  W0's verdict, its calibrated success, W0 self-consistency, demo data quality, dedupe; `FilterChain`;
 * ``quality.py``: a human demo's data quality scored with W0;
 * ``variation.py``: scene variation inside W0 (object appearance, first frame; a renderer seed);
 * ``rollouts.py``: whole episodes out of the W0 env or the robot;
@@ -27,6 +27,7 @@ _EXPORTS = {
     "TrajectoryRecord": "psi_gym.flywheel.buffer",
     "SOURCES": "psi_gym.flywheel.buffer",
     "Candidate": "psi_gym.flywheel.filters",
+    "CalibratedSuccessFilter": "psi_gym.flywheel.filters",
     "ConsistencyFilter": "psi_gym.flywheel.filters",
     "DedupeFilter": "psi_gym.flywheel.filters",
     "DemoQualityFilter": "psi_gym.flywheel.filters",

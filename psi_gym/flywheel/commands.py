@@ -80,6 +80,9 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimator", default=c.estimator, help="'default', a folder or 'random'")
     p.add_argument("--reward-model", default=c.reward_model,
                    help="the W0 env's reward model (a built-in name, e.g. state_tracking or calibrated_state)")
+    p.add_argument("--min-success-probability", type=number_in(0, 1), default=c.min_success_probability,
+                   help="also keep only what the calibrated success (the shipped calibrator on W0's object path) "
+                        "gives at least this probability; default: off")
     p.add_argument("--policy", default=None, help="R2 folder to start from (default: a fresh R2 = the raw retarget)")
     p.add_argument("--policy-architecture", choices=("wan", "cnn"), default=c.policy_architecture)
     p.add_argument("--max-rows", type=positive_int, default=c.max_rows, help="W0 env rows per batched step")
@@ -111,7 +114,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               w0_dynamics_batch_size=args.w0_dynamics_batch_size,
                               w0_perception_batch_size=args.w0_perception_batch_size, threads=args.threads,
                               progress=False),
-        world_model=args.world_model, estimator=args.estimator, reward_model=args.reward_model, policy=args.policy,
+        world_model=args.world_model, estimator=args.estimator, reward_model=args.reward_model,
+        min_success_probability=args.min_success_probability, policy=args.policy,
         policy_architecture=args.policy_architecture, max_rows=args.max_rows, videos=args.videos, seed=args.seed,
         progress=progress,
     )

@@ -19,6 +19,9 @@ Built in:
 ===================== =============================================================================
 `SuccessFilter`       W0's verdict (the reward model's success at the end of the episode), and
                       optionally a minimum W0 return
+`CalibratedSuccessFilter` the probability that the simulator confirms the success, read off W0's
+                      object path in the trajectory by the calibrator of ``calibrated_state``
+                      (`psi_gym.rewards.success_calibration`)
 `ConsistencyFilter`   W0 self-consistency: the same plan rerun in W0 with its reading of the object's
                       start shifted (each with its own seed); keep if W0 calls enough of the
                       reruns successes. Under the name ``second_opinion``, the same filter with
@@ -92,6 +95,48 @@ class SuccessFilter:
 
     def __repr__(self) -> str:
         return f"SuccessFilter(min_return={self.min_return})"
+
+
+class CalibratedSuccessFilter:
+    """Keep what the calibrated success (`psi_gym.rewards.success_calibration`) says the simulator
+    confirms with probability >= ``min_probability``, read off the object path W0 predicted in the
+    candidate's episode (``episode.object_pose``: the path the ``calibrated_state`` reward reads).
+    Score: that probability.
+
+    Args:
+        min_probability: the bar.
+        calibrator: ``"default"`` (the shipped one, for the shipped W0), a file, or a `Calibrator`.
+    """
+
+    name = "calibrated_success"
+
+    def __init__(self, min_probability: float, calibrator: object = "default") -> None:
+        from psi_gym.rewards.calibrated_state import resolve_calibrator
+
+        if not 0.0 <= min_probability <= 1.0:
+            raise ValueError(f"min_probability must be a probability in [0, 1], got {min_probability}")
+        self.min_probability = float(min_probability)
+        self.calibrator = resolve_calibrator(calibrator)
+
+    def __call__(self, candidates: Sequence[Candidate]) -> np.ndarray:
+        from psi_gym.rewards.success_calibration import path_features
+        from psi_gym.sim.scene import SceneParams
+
+        if not candidates:
+            return np.zeros(0, bool)
+        if any(candidate.demo is None for candidate in candidates):
+            raise ValueError("the calibrated success reads each candidate's demo (its task, scene and the human's object "
+                             "path): a candidate without one cannot be scored")
+        features = np.stack([path_features(candidate.episode.object_pose[:, :3], candidate.demo.task,
+                                           SceneParams.from_dict(candidate.demo.scene), candidate.demo.human_object_pose)
+                             for candidate in candidates])
+        probability = self.calibrator.probability(features)
+        for candidate, value in zip(candidates, probability):
+            candidate.scores[self.name] = float(value)
+        return probability >= self.min_probability
+
+    def __repr__(self) -> str:
+        return f"CalibratedSuccessFilter(min_probability={self.min_probability})"
 
 
 Rerun = Callable[[Sequence[Candidate]], np.ndarray]
@@ -233,5 +278,5 @@ class FilterChain:
         return f"FilterChain({self.filters!r})"
 
 
-__all__ = ["Candidate", "ConsistencyFilter", "DedupeFilter", "DemoQualityFilter", "FilterChain", "FilterResult",
+__all__ = ["CalibratedSuccessFilter", "Candidate", "ConsistencyFilter", "DedupeFilter", "DemoQualityFilter", "FilterChain", "FilterResult",
            "Rerun", "SuccessFilter", "TrajectoryFilter", "trajectory_distance"]

@@ -57,6 +57,7 @@ from psi_gym.agents.search import SearchConfig
 from psi_gym.data.episode import Episode
 from psi_gym.flywheel.buffer import DEFAULT_CAPACITY, FlywheelBuffer, Provenance
 from psi_gym.flywheel.filters import (
+    CalibratedSuccessFilter,
     Candidate,
     ConsistencyFilter,
     DedupeFilter,
@@ -144,6 +145,9 @@ class FlywheelConfig:
     success and consistency filters read, and the ranking test's return. ``"calibrated_state"``
     reads the shipped calibrator, trained on the shipped W0's paths (iterations after the first
     fine-tune W0 under it)."""
+    min_success_probability: float | None = None
+    """with a bar, also keep only what the calibrated success (`CalibratedSuccessFilter`: the shipped
+    calibrator on W0's object path in the trajectory) gives at least this probability. None: off."""
     policy: str | None = None
     """an R2 folder to start from; None: a fresh R2 (its action head starts at 0: the raw retarget)."""
     policy_architecture: str = "wan"
@@ -170,6 +174,9 @@ class FlywheelConfig:
         if not 0.0 <= self.min_consistency <= 1.0:
             raise ValueError(f"min_consistency must be in [0, 1], got {self.min_consistency}")
         self.second_opinions = tuple(str(folder) for folder in self.second_opinions)
+        if self.min_success_probability is not None and not 0.0 <= self.min_success_probability <= 1.0:
+            raise ValueError(f"min_success_probability must be a probability in [0, 1] or None, got "
+                             f"{self.min_success_probability}")
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -338,8 +345,10 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
             other_env.close()
         return np.stack(verdicts, axis=1)
 
-    filters = [DemoQualityFilter(quality, config.min_quality), SuccessFilter(config.min_return),
-               ConsistencyFilter(rerun, config.min_consistency)]
+    filters = [DemoQualityFilter(quality, config.min_quality), SuccessFilter(config.min_return)]
+    if config.min_success_probability is not None:
+        filters.append(CalibratedSuccessFilter(config.min_success_probability))
+    filters.append(ConsistencyFilter(rerun, config.min_consistency))
     if config.second_opinions:
         filters.append(ConsistencyFilter(second_opinion, 1.0, name="second_opinion"))
     chain = FilterChain([*filters, DedupeFilter(config.dedupe_distance, existing)])

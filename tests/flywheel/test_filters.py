@@ -48,6 +48,42 @@ def test_success_filter_reads_w0_verdict_and_return():
     assert [c.scores["success"] for c in candidates] == [12, 30, 4]
 
 
+def test_calibrated_success_filter_reads_w0s_object_path_in_the_trajectory():
+    """The shipped calibrator on hand-made lifts: held 10 cm (kept) against never lifted and dropped at the end."""
+    from psi_gym.agents.rollouts import DemoRef
+    from psi_gym.flywheel.filters import CalibratedSuccessFilter
+    from psi_gym.sim.scene import SceneParams
+
+    scene = SceneParams(task="lift_apple", object_kind="apple", object_size=[0.04], object_mass=0.1, object_friction=1.0,
+                        object_xy=[0.0, 0.0], object_yaw=0.0)
+    rest, steps = scene.object_rest_z, 40
+
+    def path(lift: float, drop_at: int | None = None) -> np.ndarray:
+        z = rest + lift * np.clip(np.arange(steps + 1) / (steps / 2), 0, 1)
+        if drop_at is not None:
+            z[drop_at:] = rest
+        pose = np.zeros((steps + 1, 7), np.float32)
+        pose[:, 2], pose[:, 3] = z, 1.0
+        return pose
+
+    demo = DemoRef(0, "d0", "lift_apple", scene.to_dict(), np.zeros(22, np.float32), np.zeros((steps + 1, 22), np.float32),
+                   path(0.10), steps)  # the human raised the apple 10 cm and held it
+    candidates = []
+    for lift, drop_at in ((0.10, None), (0.0, None), (0.10, 36)):
+        made = candidate()
+        made.episode = made.episode.replace(object_pose=path(lift, drop_at))
+        made.demo = demo
+        candidates.append(made)
+    keep = CalibratedSuccessFilter(0.8)(candidates)
+    np.testing.assert_array_equal(keep, [True, False, False])
+    assert candidates[0].scores["calibrated_success"] > 0.9 > 0.5 > candidates[1].scores["calibrated_success"]
+    np.testing.assert_array_equal(CalibratedSuccessFilter(0.0)(candidates), [True, True, True])
+    with pytest.raises(ValueError, match="demo"):
+        CalibratedSuccessFilter(0.5)([candidate()])
+    with pytest.raises(ValueError, match="min_probability"):
+        CalibratedSuccessFilter(1.5)
+
+
 def test_consistency_filter_keeps_what_w0_agrees_on_and_reruns_once():
     calls = []
 

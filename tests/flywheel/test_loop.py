@@ -89,7 +89,8 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
 
 @pytest.mark.parametrize("flag, value", [("--world-model", "/no/such/w0"), ("--policy", "/no/such/r2"),
                                          ("--iterations", "0"), ("--min-quality", "2"), ("--estimator", "/none"),
-                                         ("--second-opinion", "/no/such/w0"), ("--reward-model", "nosuch")])
+                                         ("--second-opinion", "/no/such/w0"), ("--reward-model", "nosuch"),
+                                         ("--min-success-probability", "1.5")])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, flag, value):
     assert main(["flywheel", "--out", str(tmp_path / "run"), flag, value]) == 2
     err = capsys.readouterr().err
@@ -340,3 +341,21 @@ class EveryCandidate:
 
     def __call__(self, candidates):
         return np.ones(len(candidates), bool)
+
+
+def test_the_calibrated_success_filter_runs_after_w0s_verdict_and_before_the_reruns(monkeypatch):
+    from psi_gym.agents.search import SearchConfig
+    from psi_gym.flywheel import loop
+    from psi_gym.flywheel.loop import FlywheelConfig, refine_and_filter
+
+    monkeypatch.setattr(loop, "SuccessFilter", EveryCandidate)
+    config = FlywheelConfig(demos_per_iteration=1, heldout_demos=1, variations=1, consistency_reruns=1, min_quality=0.0,
+                            min_success_probability=0.0, search=SearchConfig(population=2, iterations=1, elites=1),
+                            world_model="random:debug", estimator="random", progress=False)
+    outcome = refine_and_filter(config, "random:debug", make_demos(4242, [0], 0), 1, {}, np.random.default_rng(0),
+                                lambda message: None)
+    names = [name for name, _ in outcome.stages]
+    assert names.index("success") < names.index("calibrated_success") < names.index("consistency")
+    assert all(0.0 <= c.scores["calibrated_success"] <= 1.0 for c in outcome.candidates)
+    with pytest.raises(ValueError, match="min_success_probability"):
+        FlywheelConfig(min_success_probability=2.0)
