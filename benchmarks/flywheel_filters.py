@@ -11,7 +11,10 @@ flywheel runs them), judges them all, and scores other W0-only tests on the same
   with W0's reading of the object shifted by N mm (the consistency test done on the state);
 * ``+ state margin``: also W0's tracked final object clearing the task's threshold by a margin;
 * ``+ second opinion``: also other W0s' dynamics (``--committee``: trained apart, e.g. another size
-  or architecture) call the plan a success from their own reading of the first frame.
+  or architecture) call the plan a success from their own reading of the first frame;
+* ``+ calibrated p >= t``: also the shipped calibrated success puts the plan's W0 object path at p >= t
+  (``--calibrated``: the flywheel's ``--min-success-probability``; `--reward-model calibrated_state`
+  makes the candidates with the calibrated search).
 
 Precision (judge successes among kept) and recall per task. The candidates are cached per
 (pool, iterations, demos, seed, W0's weights) under ``--cache``, so the scores can be rerun in seconds;
@@ -65,6 +68,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="+", default=[0.003, 0.006, 0.01], help="m: shift std per axis")
     parser.add_argument("--margin", type=float, nargs="+", default=[0.005, 0.01], help="m: margins to the threshold")
     parser.add_argument("--committee", nargs="*", default=[], help="other W0 folders whose dynamics give a second opinion")
+    parser.add_argument("--calibrated", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8],
+                        help="bars of the calibrated success (the flywheel's --min-success-probability) to score")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=Path("runs/flywheel-filters"))
     args = parser.parse_args()
@@ -143,6 +148,16 @@ def main() -> None:
              as_run & opinions[-1])
     if len(opinions) > 1:
         show("as run + the whole committee agrees", as_run & np.all(opinions, axis=0))
+    if args.calibrated:  # the flywheel's CalibratedSuccessFilter: the shipped calibrator on W0's object path
+        from psi_gym.agents.calibration import object_paths
+        from psi_gym.rewards.calibrated_state import resolve_calibrator
+        from psi_gym.rewards.success_calibration import path_features
+
+        paths = object_paths(model, first, start, targets.numpy())
+        probability = resolve_calibrator("default").probability(np.stack([
+            path_features(paths[i], r["demo"].task, scenes[i], r["demo"].human_object_pose) for i, r in enumerate(rows)]))
+        for bar in args.calibrated:
+            show(f"as run + calibrated p >= {bar:g}", as_run & (probability >= bar))
 
 
 if __name__ == "__main__":

@@ -147,7 +147,10 @@ class FlywheelConfig:
     fine-tune W0 under it)."""
     min_success_probability: float | None = None
     """with a bar, also keep only what the calibrated success (`CalibratedSuccessFilter`: the shipped
-    calibrator on W0's object path in the trajectory) gives at least this probability. None: off."""
+    calibrator on W0's object path in the trajectory) gives at least this probability. None: off.
+    Measured with ``reward_model="calibrated_state"`` (README): at 0.8 the kept set's precision against
+    the simulator was 0.82 on the candidates of three demo pools and 0.88 on a fresh one (0.68 and
+    0.78 without the bar), and 12/13 in a whole run; but no lift passed it: what it keeps is pushes."""
     policy: str | None = None
     """an R2 folder to start from; None: a fresh R2 (its action head starts at 0: the raw retarget)."""
     policy_architecture: str = "wan"
