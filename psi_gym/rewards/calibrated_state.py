@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from psi_gym.rewards.base import RewardInput, RewardOutput
-from psi_gym.rewards.object_tracking import demo_object_goal
+from psi_gym.rewards.state_tracking import state_tracking_reward
 
 DEFAULT_CALIBRATOR = Path(__file__).resolve().parents[1] / "assets" / "calibrator-default" / "calibrator.safetensors"
 
@@ -88,14 +88,7 @@ class CalibratedStateReward:
         from psi_gym.rewards.success_calibration import PATH_FEATURES, path_features
 
         config = self.config
-        position = np.asarray(batch.object_position, dtype=np.float64)
-        if position.shape != (len(batch), 3) or not np.isfinite(position).all():
-            raise ValueError(
-                "the calibrated_state reward reads the world model's object position (RewardInput.object_position, "
-                f"(N, 3) finite metres), got shape {position.shape}: this world model predicts no object state; use "
-                "reward_model='object_tracking' (reads the frames)")
-        distance = np.linalg.norm(position - demo_object_goal(batch), axis=-1)
-        reward = np.exp(-distance / config.sigma)
+        _, distance, reward = state_tracking_reward(batch, config.sigma, "calibrated_state")
         last = np.asarray(batch.last, bool)
         probability = np.full(len(batch), np.nan)
         success = np.zeros(len(batch), bool)

@@ -30,6 +30,20 @@ from psi_gym.rewards.object_tracking import ObjectTrackingRewardConfig, demo_obj
 from psi_gym.sim.tasks import get_task
 
 
+def state_tracking_reward(batch: RewardInput, sigma: float, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(p, d, exp(-d / sigma))`` of every row (see the module doc), float64; a ValueError that says
+    to use ``object_tracking`` where the world model predicts no object position (``name``: the
+    reward model's, for the message)."""
+    position = np.asarray(batch.object_position, dtype=np.float64)
+    if position.shape != (len(batch), 3) or not np.isfinite(position).all():
+        raise ValueError(
+            f"the {name} reward reads the world model's object position (RewardInput.object_position, "
+            f"(N, 3) finite metres), got shape {position.shape} with non-finite values or the wrong shape: this "
+            "world model predicts no object state; use reward_model='object_tracking' (reads the frames)")
+    distance = np.linalg.norm(position - demo_object_goal(batch), axis=-1)
+    return position, distance, np.exp(-distance / sigma)
+
+
 class StateTrackingReward:
     """Dense tracking of the human demo's object trajectory by the stepper's object position, + the task's success rule on it at the end of the episode (see the module doc).
 
@@ -45,14 +59,7 @@ class StateTrackingReward:
 
     def __call__(self, batch: RewardInput) -> RewardOutput:
         config = self.config
-        position = np.asarray(batch.object_position, dtype=np.float64)
-        if position.shape != (len(batch), 3) or not np.isfinite(position).all():
-            raise ValueError(
-                "the state_tracking reward reads the world model's object position (RewardInput.object_position, "
-                f"(N, 3) finite metres), got shape {position.shape} with non-finite values or the wrong shape: this "
-                "world model predicts no object state; use reward_model='object_tracking' (reads the frames)")
-        distance = np.linalg.norm(position - demo_object_goal(batch), axis=-1)
-        reward = np.exp(-distance / config.sigma)
+        position, distance, reward = state_tracking_reward(batch, config.sigma, "state_tracking")
         failed = np.zeros(len(batch), bool) if config.failure_distance is None else distance > config.failure_distance
         last = np.asarray(batch.last, bool)
         success = np.array([bool(last[i]) and not failed[i] and get_task(episode.task).is_success(episode.scene, position[i])
