@@ -257,6 +257,16 @@ class RefineOutcome:
         return next(c for c in self.candidates if c.source == "retargeted" and c.demo_id == demo_id)
 
 
+def filters_by_task(outcome: RefineOutcome) -> dict[str, dict[str, Any]]:
+    """The filters' precision and recall against the judge for each task's candidates alone: a chain
+    can reach its precision by keeping one task (the calibrated filter at 0.8 keeps pushes only)."""
+    from psi_gym.flywheel.judge import precision_recall
+
+    tasks = np.array([candidate.episode.task for candidate in outcome.candidates])
+    return {task: precision_recall(outcome.keep[tasks == task], outcome.judge_success[tasks == task])
+            for task in sorted(set(tasks.tolist()))}
+
+
 def _w0_env(config: FlywheelConfig, world_model: Any, demos: Sequence[Episode], rows: int, **options: Any):
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode
@@ -652,9 +662,12 @@ class Flywheel:
         self._save_report(folder, row)
         state.rows.append(row)
         state.world_model, state.policy, state.buffer_trajectories = w0_folder, r2_folder, trajectories
+        by_task = ", ".join(f"{task} {round((f['precision'] or 0.0) * f['kept'])}/{f['kept']}"
+                            for task, f in row.get("filters_by_task", {}).items())
         self.log(f"[{state.name}] iteration {iteration}: kept {row['kept']}/{row['candidates']} (precision "
-                 f"{_fmt(row['filter_precision'])}), robot {row['robot_successes']}/{row['robot_episodes']}, W0 false "
-                 f"success {_fmt(row['w0_false_success_rate'])}, Spearman {_fmt(row['w0_spearman'])}, R2 sim success "
+                 f"{_fmt(row['filter_precision'])}; judge successes/kept by task: {by_task or '-'}), robot "
+                 f"{row['robot_successes']}/{row['robot_episodes']}, W0 false success "
+                 f"{_fmt(row['w0_false_success_rate'])}, Spearman {_fmt(row['w0_spearman'])}, R2 sim success "
                  f"{_fmt(row['r2_sim_success'])} ({row['seconds']['total']:.0f}s)")
 
     def _row(self, iteration: int, evaluation: dict[str, Any], filters: dict[str, Any] | None,
@@ -684,6 +697,7 @@ class Flywheel:
         if outcome is not None:
             row["kept_by_source"] = {s: int(sum(k for c, k in zip(outcome.candidates, outcome.keep) if c.source == s))
                                      for s in KEPT_SOURCES}
+            row["filters_by_task"] = filters_by_task(outcome)
             row["w0_rollouts"] = outcome.w0_rollouts
             row["demo_quality"] = outcome.quality
             row["quality_by_tier"] = quality_by_tier(self.demos(iteration), outcome.quality)

@@ -47,6 +47,12 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
     assert {key for key, _ in TABLE_COLUMNS} <= set(first)
     assert {"funnel", "ranking", "kept_by_source", "quality_by_tier", "demo_quality", "seconds"} <= set(first)
     assert first["candidates"] == first["demos"] * 3  # raw, refined, one varied start each
+    by_task = first["filters_by_task"]  # the same filters' figures, one task's candidates at a time
+    assert by_task and set(by_task) <= {"lift_apple", "lift_can", "push_box"}
+    assert sum(f["candidates"] for f in by_task.values()) == first["candidates"]
+    assert sum(f["kept"] for f in by_task.values()) == first["kept"]
+    kept_successes = sum(round((f["precision"] or 0.0) * f["kept"]) for f in by_task.values())
+    assert kept_successes == round((first["filter_precision"] or 0.0) * first["kept"])
     assert first["robot_episodes"] == 2 and no_robot[1]["robot_episodes"] == 0
     assert 0.0 <= first["r2_sim_success"] <= 1.0 and first["ranking"]["candidates_per_demo"] == 2
     # both variants refined iteration 1 with the same W0: the same candidates, the same filter verdicts
