@@ -184,3 +184,22 @@ def test_success_calibration_trains_on_some_pools_and_is_judged_on_others(tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     assert any(line.startswith("default, calibrated search (tracking + 20 p): sim success")
                for line in result.stdout.splitlines()), result.stdout
+
+
+def test_w0_ceiling_scores_the_simulator_as_a_w0_and_a_perfect_reading_is_the_simulator_itself(tmp_path):
+    import json
+
+    command = [sys.executable, str(ROOT / "benchmarks" / "w0_ceiling.py"), "--seed", "43", "--demos", "2", "--candidates", "3",
+               "--near-misses", "2", "--cache", str(tmp_path / "cache"), "--json", "--perception", "true",
+               "--oracles", "perceived start", "typical physics"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    exact, typical = (json.loads(line) for line in result.stdout.splitlines())
+    # no perception error and the true physics: the oracle is the simulator, so it agrees with itself
+    assert exact["oracle"] == "perceived start" and exact["perception_error_mm_median"] == 0.0
+    assert exact["agreement"] == 1.0 and exact["false_success_rate"] == 0.0 and exact["last_step_error_cm_median"] == 0.0
+    assert exact["oracle_top_pick_sim_success"] == exact["sim_top_pick_sim_success"]
+    assert exact["near_miss_agreement"] in (None, 1.0)
+    assert typical["oracle"] == "typical physics" and 0.0 <= typical["agreement"] <= 1.0
+    assert typical["last_step_error_cm_median"] >= 0.0 and -1.0 <= typical["spearman_median"] <= 1.0
+    assert len(list((tmp_path / "cache").glob("oracle-*.npz"))) == 4  # candidates and near misses of both
