@@ -61,7 +61,7 @@ def near_misses(seed: int, refs: list, candidates: int, sim_return: np.ndarray, 
             rows.append(ref)
             plans.append(residual_actions(theta, ref.horizon, ref.demo_steps))
             base.append(best)
-    return rows, plans, np.array(base)
+    return rows, plans, np.array(base, int)
 
 
 def replay(rows: list, plans: list, scenes: list[dict] | None = None) -> tuple:
@@ -69,6 +69,8 @@ def replay(rows: list, plans: list, scenes: list[dict] | None = None) -> tuple:
     (default: each row's own scene)."""
     from psi_gym.agents.rollouts import run_plans_in_sim
 
+    if not rows:
+        return np.zeros(0), np.zeros(0, bool), np.zeros((0, 3))
     if scenes is not None:
         rows = [dataclasses.replace(row, scene=scene) for row, scene in zip(rows, scenes)]
     sim = run_plans_in_sim(rows, plans, render=False)
@@ -158,7 +160,7 @@ def main() -> None:
     flips = np.flatnonzero(near_truth != sim_success[near_base])
     offsets = perceived_offsets(refs, first_frames, args.perception)
     demo_of = np.repeat(np.arange(len(refs)), args.candidates)
-    near_demo = np.array([refs.index(row) for row in near_rows], int) if near_rows else np.zeros(0, int)
+    near_demo = near_base // args.candidates
     shape = (len(refs), args.candidates)
     for kind in args.oracles:
         slug = kind.replace(", ", "-").replace(" ", "-")
