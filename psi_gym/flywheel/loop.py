@@ -152,7 +152,8 @@ class FlywheelConfig:
     the simulator was 0.82 on the candidates of three demo pools and 0.88 on a fresh one (0.68 and
     0.78 without the bar), and 12/13 in a whole run; but no lift passed it: what it keeps is pushes.
     On a fresh pool (2101, three seeds) 28/35 = 0.80 with the robot, while W0's calibrated false
-    success rose on two seeds of three (the calibrator is not refitted when W0 is fine-tuned)."""
+    success rose on two seeds of three (the calibrator is not refitted when W0 is fine-tuned, and the
+    fine-tuned dynamics itself grew more optimistic)."""
     policy: str | None = None
     """an R2 folder to start from; None: a fresh R2 (its action head starts at 0: the raw retarget)."""
     policy_architecture: str = "wan"
