@@ -261,12 +261,15 @@ class RefineOutcome:
 
 
 def filters_by_task(outcome: RefineOutcome) -> dict[str, dict[str, Any]]:
-    """The filters' precision and recall against the judge for each task's candidates alone: a chain
-    can reach its precision by keeping one task (the calibrated filter at 0.8 keeps pushes only)."""
+    """The filters' precision and recall against the judge for each task's candidates alone, and how
+    many of what they kept the judge confirms: a chain can reach its precision by keeping one task
+    (the calibrated filter at 0.8 keeps pushes only)."""
     from psi_gym.flywheel.judge import precision_recall
 
     tasks = np.array([candidate.episode.task for candidate in outcome.candidates])
-    return {task: precision_recall(outcome.keep[tasks == task], outcome.judge_success[tasks == task])
+    keep, truth = np.asarray(outcome.keep, bool), np.asarray(outcome.judge_success, bool)
+    return {task: {**precision_recall(keep[tasks == task], truth[tasks == task]),
+                   "kept_judge_successes": int((keep & truth)[tasks == task].sum())}
             for task in sorted(set(tasks.tolist()))}
 
 
@@ -665,7 +668,7 @@ class Flywheel:
         self._save_report(folder, row)
         state.rows.append(row)
         state.world_model, state.policy, state.buffer_trajectories = w0_folder, r2_folder, trajectories
-        by_task = ", ".join(f"{task} {round((f['precision'] or 0.0) * f['kept'])}/{f['kept']}"
+        by_task = ", ".join(f"{task} {f['kept_judge_successes']}/{f['kept']}"
                             for task, f in row.get("filters_by_task", {}).items())
         self.log(f"[{state.name}] iteration {iteration}: kept {row['kept']}/{row['candidates']} (precision "
                  f"{_fmt(row['filter_precision'])}; judge successes/kept by task: {by_task or '-'}), robot "

@@ -51,8 +51,9 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
     assert by_task and set(by_task) <= {"lift_apple", "lift_can", "push_box"}
     assert sum(f["candidates"] for f in by_task.values()) == first["candidates"]
     assert sum(f["kept"] for f in by_task.values()) == first["kept"]
-    kept_successes = sum(round((f["precision"] or 0.0) * f["kept"]) for f in by_task.values())
+    kept_successes = sum(f["kept_judge_successes"] for f in by_task.values())
     assert kept_successes == round((first["filter_precision"] or 0.0) * first["kept"])
+    assert all(f["kept_judge_successes"] <= min(f["kept"], f["judge_successes"]) for f in by_task.values())
     assert first["robot_episodes"] == 2 and no_robot[1]["robot_episodes"] == 0
     assert 0.0 <= first["r2_sim_success"] <= 1.0 and first["ranking"]["candidates_per_demo"] == 2
     # both variants refined iteration 1 with the same W0: the same candidates, the same filter verdicts
