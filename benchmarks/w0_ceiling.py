@@ -36,7 +36,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 ORACLES = ("perceived start", "unseen physics", "both", "typical physics", "perceived start, typical physics")
 
@@ -148,7 +147,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from psi_gym.agents.world_model_report import candidate_pool
+    from psi_gym.agents.world_model_report import candidate_pool, rank_candidates, verdict_rates
 
     refs, first_frames, rows, plans, (sim_return, sim_success, sim_last) = candidate_pool(
         args.seed, args.demos, args.candidates, args.cache)
@@ -170,10 +169,9 @@ def main() -> None:
         o_return, o_success, o_last = cached(args.cache / f"oracle-{slug}-{tag}.npz", lambda: replay(rows, plans, scenes))
         _, o_near, _ = cached(args.cache / f"oracle-{slug}-near-{tag}-{args.near_misses}.npz",
                               lambda: replay(near_rows, near_plans, near_scenes))
-        oracle, sim, truth = o_return.reshape(shape), sim_return.reshape(shape), sim_success.reshape(shape)
-        rho = np.array([spearmanr(oracle[d], sim[d]).correlation if np.ptp(oracle[d]) > 0 and np.ptp(sim[d]) > 0 else 0.0
-                        for d in range(len(refs))])
-        pick = truth[np.arange(len(refs)), oracle.argmax(1)]
+        ranked = rank_candidates(o_return.reshape(shape), sim_return.reshape(shape), sim_success.reshape(shape))
+        rho = [0.0 if r is None else r for r in ranked.spearman]  # a constant return ranks nothing (eval-w0's rule)
+        verdicts = verdict_rates(o_success, sim_success)
         member_right = o_near[flips] == near_truth[flips]
         base_right = o_success[near_base[flips]] == sim_success[near_base[flips]]
         last_error = np.linalg.norm(o_last - sim_last, axis=-1) * 100.0
@@ -181,10 +179,10 @@ def main() -> None:
             "oracle": kind, "seed": args.seed, "demos": len(refs),
             "perception_error_mm_median": round(float(np.median(np.linalg.norm(offsets, axis=1)) * 1000), 2),
             "spearman_median": round(float(np.median(rho)), 3),
-            "oracle_top_pick_sim_success": round(float(pick.mean()), 3),
-            "sim_top_pick_sim_success": round(float(truth.max(1).mean()), 3),
-            "agreement": round(float((o_success == sim_success).mean()), 3),
-            "false_success_rate": round(float((o_success & ~sim_success).sum() / max(1, (~sim_success).sum())), 3),
+            "oracle_top_pick_sim_success": round(float(ranked.w0_top_pick_sim_success.mean()), 3),
+            "sim_top_pick_sim_success": round(float(ranked.sim_top_pick_sim_success.mean()), 3),
+            "agreement": round(verdicts["agreement"], 3),
+            "false_success_rate": round(verdicts["false_success_rate"] or 0.0, 3),
             "near_miss_pairs": int(len(flips)),
             "near_miss_agreement": round(float(np.concatenate([member_right, base_right]).mean()), 3) if len(flips) else None,
             "last_step_error_cm_median": round(float(np.nanmedian(last_error)), 2),
