@@ -203,3 +203,22 @@ def test_w0_ceiling_scores_the_simulator_as_a_w0_and_a_perfect_reading_is_the_si
     assert typical["oracle"] == "typical physics" and 0.0 <= typical["agreement"] <= 1.0
     assert typical["last_step_error_cm_median"] >= 0.0 and -1.0 <= typical["spearman_median"] <= 1.0
     assert len(list((tmp_path / "cache").glob("oracle-*.npz"))) == 4  # candidates and near misses of both
+
+
+def test_table_symmetry_replays_moved_plans_and_asks_a_w0_the_same(tmp_path):
+    import json
+
+    command = [sys.executable, str(ROOT / "benchmarks" / "table_symmetry.py"), "--seed", "43", "--demos", "2", "--candidates",
+               "3", "--cache", str(tmp_path / "cache"), "--json", "--models", "default"]
+    still = subprocess.run([*command[:-2], "--shift", "0", "--turn", "0"], capture_output=True, text=True, timeout=600,
+                           cwd=tmp_path)
+    assert still.returncode == 0, still.stderr[-2000:]
+    unmoved = json.loads(still.stdout.splitlines()[0])
+    # not moved, the simulator repeats itself exactly
+    assert unmoved["replays"] == 6 and unmoved["last_position_cm_max"] == 0.0 and unmoved["verdict_agreement"] == 1.0
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    sim, w0 = (json.loads(line) for line in result.stdout.splitlines())
+    assert sim["replays"] + sim["skipped"] == 6 and 0.0 <= sim["verdict_agreement"] <= 1.0
+    assert w0["model"] == "default" and w0["equivariance_cm_median"] >= 0.0 and w0["last_step_error_cm_median"] >= 0.0
+    assert len(list((tmp_path / "cache").glob("moved-*.npz"))) == 2

@@ -118,6 +118,11 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--success-fraction", type=number_in(0, 1), default=None,
                         help="share of the dynamics' unrolls drawn from successful episodes (default: episodes "
                              "uniformly)")
+    parser.add_argument("--symmetry-shift", type=number_in(0), default=defaults.symmetry_shift, metavar="METRES",
+                        help="move each dynamics unroll with the table by a random horizontal shift of up to this "
+                             "along x and y (a physical copy of it: psi_gym.world_model.symmetry; default 0: off)")
+    parser.add_argument("--symmetry-turn", type=number_in(0), default=defaults.symmetry_turn, metavar="RADIANS",
+                        help="... and a random turn about the vertical of up to this (default 0: off)")
     fresh = tiny_config()
     parser.add_argument("--fresh-dynamics", action="store_true",
                         help="with --init-from: keep that W0's perception and renderer, start its dynamics afresh "
@@ -199,6 +204,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         parts=args.parts,
         unroll_schedule=args.unroll_schedule,
         success_fraction=args.success_fraction,
+        symmetry_shift=args.symmetry_shift,
+        symmetry_turn=args.symmetry_turn,
         mixed_precision=args.mixed_precision,
         num_threads=args.threads,
         progress=not args.no_progress,

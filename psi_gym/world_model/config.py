@@ -215,6 +215,11 @@ class TrainConfig:
     lifts); this shows the dynamics more of the grasps and lifts that decide a ranking."""
     perception_noise: float = 0.002
     """m: std of the noise on an unroll's start object position (what perception gets wrong)."""
+    symmetry_shift: float = 0.0
+    """m: each dynamics unroll moved with the table by a horizontal shift uniform in
+    ``[-symmetry_shift, symmetry_shift]^2`` (`psi_gym.world_model.symmetry`; 0: not shifted)."""
+    symmetry_turn: float = 0.0
+    """rad: ... and a turn about the vertical uniform in ``[-symmetry_turn, symmetry_turn]`` (0: not turned)."""
     learning_rate: float = 1e-3
     min_learning_rate: float = 1e-4
     warmup_steps: int = 200

@@ -52,6 +52,7 @@ from .dynamics import JointResponse, dynamics_members
 from .losses import compile_unavailable, compiled_steps, dynamics_loss, perception_loss, renderer_loss
 from .model import WorldModel
 from .schedule import warmup_cosine_learning_rate
+from .symmetry import augment_unrolls
 
 logger = logging.getLogger(__name__)
 LOG_EVERY = 10  # steps per logged point (the mean of the loss parts over them)
@@ -294,6 +295,10 @@ def train_world_model(
         raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
     if config.success_fraction is not None and not 0.0 <= config.success_fraction <= 1.0:
         raise ValueError(f"success_fraction must be in [0, 1] or None, got {config.success_fraction!r}")
+    for name in ("symmetry_shift", "symmetry_turn"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+            raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value!r}")
     if not config.parts or any(part not in PARTS for part in config.parts) or len(set(config.parts)) != len(config.parts):
         raise ValueError(f"parts must be distinct names among {PARTS}, got {config.parts!r}")
     for name in ("num_steps", "batch_size", "dynamics_batch_size", "perception_batch_size", "checkpoint_every"):
@@ -477,8 +482,9 @@ def _losses(model: torch.nn.Module, unwrapped: WorldModel, dataset: EpisodeTenso
     ``dynamics_steps``: the dynamics' (compiled) step functions (`dynamics_loss`)."""
     unrolls = frames = seen = None
     if "dynamics" in config.parts:
-        unrolls = _to_device(dataset.unrolls(config.dynamics_batch_size, config.unroll_length(step), generator,
-                                             config.perception_noise, config.success_fraction), device)
+        unrolls = dataset.unrolls(config.dynamics_batch_size, config.unroll_length(step), generator,
+                                  config.perception_noise, config.success_fraction)
+        unrolls = _to_device(augment_unrolls(unrolls, config.symmetry_shift, config.symmetry_turn, generator), device)
     if "renderer" in config.parts:
         frames = _to_device(dataset.frame_samples(config.batch_size, generator), device)
     if "perception" in config.parts:

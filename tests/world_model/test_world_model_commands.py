@@ -49,8 +49,15 @@ def test_train_w0_parts_and_unroll_schedule_flags(tmp_path, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["frame_mse"] is None and summary["final_object_cm"] is not None
+    code = main(base + ["--out", str(tmp_path / "sym"), "--init-from", str(tmp_path / "w0" / "final"),
+                        "--parts", "dynamics", "--symmetry-shift", "0.03", "--symmetry-turn", "0.2"])
+    assert code == 0
+    capsys.readouterr()
+    saved = json.loads(next((tmp_path / "sym").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
+    assert (saved["symmetry_shift"], saved["symmetry_turn"]) == (0.03, 0.2)
     for flag, value in (("--parts", "physics"), ("--parts", "dynamics,dynamics"), ("--unroll-schedule", "0.5:8"),
-                        ("--unroll-schedule", "0:8,x"), ("--unroll-schedule", "0:8,0.5:-1")):
+                        ("--unroll-schedule", "0:8,x"), ("--unroll-schedule", "0:8,0.5:-1"), ("--symmetry-shift", "-0.01"),
+                        ("--symmetry-turn", "nan")):
         assert main(base + ["--out", str(tmp_path / "bad"), flag, value]) == 2
         err = capsys.readouterr().err
         assert flag in err and "expected" in err, err
