@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from psi_gym.sim.hands import WRIST_JOINTS, WRIST_RANGE
+from psi_gym.sim.scene import SceneParams
 
 from .dataset import UnrollBatch
 from .world_state import WorldState
@@ -84,14 +85,12 @@ def move_scene(scene: dict, theta: float, shift) -> dict:
         x, y = float(xy[0]), float(xy[1])
         return [c * x - s * y + dx, s * x + c * y + dy]
 
-    moved = dict(scene)
-    moved["object_xy"] = move(scene["object_xy"])
-    moved["object_yaw"] = float(scene["object_yaw"]) + float(theta)
-    if "mark_xy" in scene:
-        moved["mark_xy"] = move(scene["mark_xy"])
-    if "hand_start" in scene:  # wrist x, y, z, yaw
-        hand = [float(v) for v in scene["hand_start"]]
-        moved["hand_start"] = move(hand[:2]) + [hand[2], hand[3] + float(theta)]
+    moved = SceneParams.from_dict(dict(scene)).to_dict()  # every field, defaults included, is moved
+    moved["object_xy"] = move(moved["object_xy"])
+    moved["object_yaw"] = float(moved["object_yaw"]) + float(theta)
+    moved["mark_xy"] = move(moved["mark_xy"])
+    hand = [float(v) for v in moved["hand_start"]]  # wrist x, y, z, yaw
+    moved["hand_start"] = move(hand[:2]) + [hand[2], hand[3] + float(theta)]
     return moved
 
 
