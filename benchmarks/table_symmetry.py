@@ -32,21 +32,22 @@ import torch
 def moved_pool(rows: list, plans: list, theta: torch.Tensor, shift: torch.Tensor, demo_of: np.ndarray,
                sim_last: np.ndarray) -> tuple:
     """Each plan and its start moved with its demo's motion, replayed in the simulator: success (N,),
-    last object position (N, 3); ``valid`` (N,) False where the moved wrist leaves its range, or
-    either replay went unstable."""
+    last object position (N, 3); ``valid`` (N,) False where the moved copy is not physical
+    (`psi_gym.world_model.symmetry.physical_copy`), or either replay went unstable."""
     from psi_gym.agents.rollouts import plan_targets
     from psi_gym.sim.verify import replay_verdict
-    from psi_gym.world_model.symmetry import move_joints, move_scene
+    from psi_gym.world_model.symmetry import move_joints, move_scene, physical_copy
 
     motion = theta[demo_of].double(), shift[demo_of].double()
-    targets = move_joints(torch.as_tensor(np.stack([plan_targets(r, p) for r, p in zip(rows, plans)]), dtype=torch.float64),
-                          *motion).numpy()
-    starts = move_joints(torch.as_tensor(np.stack([r.start_state for r in rows]), dtype=torch.float64), *motion).numpy()
+    plan = torch.as_tensor(np.stack([np.concatenate([r.start_state[None], plan_targets(r, p)]) for r, p in zip(rows, plans)]),
+                           dtype=torch.float64)  # (N, 1 + H, 22): the start, then the targets
+    moved = move_joints(plan, *motion)
+    physical = physical_copy(plan, moved).numpy()
+    starts, targets = moved[:, 0].numpy(), moved[:, 1:].numpy()
     success, last, valid = np.zeros(len(rows), bool), np.full((len(rows), 3), np.nan), np.zeros(len(rows), bool)
     for i, row in enumerate(rows):
-        wrist = np.concatenate([targets[i], starts[i][None]])[:, :2]
-        if np.abs(wrist).max() > 0.25 or not np.isfinite(sim_last[i]).all():
-            continue  # not a physical copy, or the original went unstable
+        if not physical[i] or not np.isfinite(sim_last[i]).all():
+            continue  # not a physical copy (the training leaves such rows unmoved), or the original went unstable
         verdict = replay_verdict(move_scene(row.scene, float(theta[demo_of[i]]), shift[demo_of[i]].numpy()),
                                  starts[i], targets[i])
         if verdict.recording is not None:

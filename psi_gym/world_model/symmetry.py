@@ -107,7 +107,7 @@ def move_state(state: WorldState, theta: torch.Tensor, shift: torch.Tensor) -> W
         previous_object_rotation=move_rotations(state.previous_object_rotation, theta))
 
 
-def _wrist_inside(joints: torch.Tensor, margin: float) -> torch.Tensor:
+def wrist_inside(joints: torch.Tensor, margin: float) -> torch.Tensor:
     """(B,) whether every row's wrist x, y and yaw (B, ..., J) stay ``margin`` inside their ranges."""
     limits = torch.as_tensor(WRIST_RANGE, dtype=joints.dtype, device=joints.device)
     inside = torch.ones(joints.shape[0], dtype=torch.bool, device=joints.device)
@@ -115,6 +115,12 @@ def _wrist_inside(joints: torch.Tensor, margin: float) -> torch.Tensor:
         values = joints[..., joint].reshape(joints.shape[0], -1)
         inside &= ((values >= limits[joint, 0] + margin) & (values <= limits[joint, 1] - margin)).all(-1)
     return inside
+
+
+def physical_copy(joints: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+    """(B,) whether ``moved`` (B, ..., J), a moved copy of ``joints``, is a physical trajectory: the
+    moved wrist stays inside its ranges and the original's came no nearer than `LIMIT_MARGIN` to them."""
+    return wrist_inside(joints, LIMIT_MARGIN) & wrist_inside(moved, 0.0)
 
 
 def _wrist_joints(batch: UnrollBatch) -> torch.Tensor:
@@ -128,7 +134,7 @@ def move_unrolls(batch: UnrollBatch, theta: torch.Tensor, shift: torch.Tensor) -
     wrist would leave its ranges, or whose wrist came within `LIMIT_MARGIN` of them, stay as they are."""
     before = _wrist_joints(batch)
     moved_wrist = move_joints(before, theta, shift)
-    keep = ~(_wrist_inside(before, LIMIT_MARGIN) & _wrist_inside(moved_wrist, 0.0))
+    keep = ~physical_copy(before, moved_wrist)
     theta = torch.where(keep, torch.zeros_like(theta), theta)
     shift = torch.where(keep[:, None], torch.zeros_like(shift), shift)
     return UnrollBatch(start=move_state(batch.start, theta, shift), targets=move_joints(batch.targets, theta, shift),
