@@ -55,6 +55,11 @@ def moved_pool(rows: list, plans: list, theta: torch.Tensor, shift: torch.Tensor
     return success, last, valid
 
 
+def say(result: dict, as_json: bool, line: str) -> None:
+    """One result: a JSON line, or ``line`` for a reader."""
+    print(json.dumps(result) if as_json else line, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=11, help="eval-w0's --seed: held-out demos and plans")
@@ -90,23 +95,19 @@ def main() -> None:
               "last_position_cm_p90": round(float(np.percentile(distance, 90)), 2),
               "last_position_cm_max": round(float(distance.max()), 2),
               "verdict_agreement": round(float(np.mean(moved_success[valid] == sim_success[valid])), 3)}
-    if args.json:
-        print(json.dumps(result), flush=True)
-    else:
-        print(f"simulator, seed {args.seed}: {result['replays']} replays moved by up to {args.shift} m and {args.turn} rad "
-              f"({result['skipped']} skipped): the object ends {result['last_position_cm_median']:.3f} cm from the moved "
-              f"original's end (median; p90 {result['last_position_cm_p90']:.2f}, max {result['last_position_cm_max']:.2f}), "
-              f"verdicts agree {result['verdict_agreement']:.3f}", flush=True)
+    say(result, args.json,
+        f"simulator, seed {args.seed}: {result['replays']} replays moved by up to {args.shift} m and {args.turn} rad "
+        f"({result['skipped']} skipped): the object ends {result['last_position_cm_median']:.3f} cm from the moved "
+        f"original's end (median; p90 {result['last_position_cm_p90']:.2f}, max {result['last_position_cm_max']:.2f}), "
+        f"verdicts agree {result['verdict_agreement']:.3f}")
     for name in args.models:
         result = model_symmetry(name, rows, plans, motion, sim_last, moved_last, valid)
         result.update(seed=args.seed, demos=len(refs))
-        if args.json:
-            print(json.dumps(result), flush=True)
-        else:
-            print(f"{name}: W0's end for a moved plan, moved back, lies {result['equivariance_cm_median']:.2f} cm from its end "
-                  f"for the plan itself (median; p90 {result['equivariance_cm_p90']:.1f}); last-step error against the "
-                  f"simulator {result['last_step_error_cm_median']:.2f} cm as they are, "
-                  f"{result['moved_last_step_error_cm_median']:.2f} cm moved", flush=True)
+        say(result, args.json,
+            f"{name}: W0's end for a moved plan, moved back, lies {result['equivariance_cm_median']:.2f} cm from its end "
+            f"for the plan itself (median; p90 {result['equivariance_cm_p90']:.1f}); last-step error against the "
+            f"simulator {result['last_step_error_cm_median']:.2f} cm as they are, "
+            f"{result['moved_last_step_error_cm_median']:.2f} cm moved")
 
 
 @torch.no_grad()

@@ -107,7 +107,7 @@ def move_state(state: WorldState, theta: torch.Tensor, shift: torch.Tensor) -> W
         previous_object_rotation=move_rotations(state.previous_object_rotation, theta))
 
 
-def wrist_inside(joints: torch.Tensor, margin: float) -> torch.Tensor:
+def _wrist_inside(joints: torch.Tensor, margin: float) -> torch.Tensor:
     """(B,) whether every row's wrist x, y and yaw (B, ..., J) stay ``margin`` inside their ranges."""
     limits = torch.as_tensor(WRIST_RANGE, dtype=joints.dtype, device=joints.device)
     inside = torch.ones(joints.shape[0], dtype=torch.bool, device=joints.device)
@@ -120,7 +120,7 @@ def wrist_inside(joints: torch.Tensor, margin: float) -> torch.Tensor:
 def physical_copy(joints: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
     """(B,) whether ``moved`` (B, ..., J), a moved copy of ``joints``, is a physical trajectory: the
     moved wrist stays inside its ranges and the original's came no nearer than `LIMIT_MARGIN` to them."""
-    return wrist_inside(joints, LIMIT_MARGIN) & wrist_inside(moved, 0.0)
+    return _wrist_inside(joints, LIMIT_MARGIN) & _wrist_inside(moved, 0.0)
 
 
 def _wrist_joints(batch: UnrollBatch) -> torch.Tensor:
@@ -134,9 +134,9 @@ def move_unrolls(batch: UnrollBatch, theta: torch.Tensor, shift: torch.Tensor) -
     wrist would leave its ranges, or whose wrist came within `LIMIT_MARGIN` of them, stay as they are."""
     before = _wrist_joints(batch)
     moved_wrist = move_joints(before, theta, shift)
-    keep = ~physical_copy(before, moved_wrist)
-    theta = torch.where(keep, torch.zeros_like(theta), theta)
-    shift = torch.where(keep[:, None], torch.zeros_like(shift), shift)
+    unmoved = ~physical_copy(before, moved_wrist)
+    theta = torch.where(unmoved, torch.zeros_like(theta), theta)
+    shift = torch.where(unmoved[:, None], torch.zeros_like(shift), shift)
     return UnrollBatch(start=move_state(batch.start, theta, shift), targets=move_joints(batch.targets, theta, shift),
                        joint_state=move_joints(batch.joint_state, theta, shift),
                        object_position=move_positions(batch.object_position, theta, shift),
