@@ -162,6 +162,8 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --success-fraction nan --no-progress", ("--success-fraction",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --symmetry-shift -0.01 --no-progress", ("--symmetry-shift",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --symmetry-turn inf --no-progress", ("--symmetry-turn",)),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --min-learning-rate -1e-5 --no-progress", ("--min-learning-rate",)),
+    ("train-w0 --data {t}/rollouts --out {n} --steps 1 --warmup-steps -1 --no-progress", ("--warmup-steps",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --init-from {t}/notes --no-progress", ("--init-from",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --max-time -1 --no-progress", ("--max-time",)),
     ("train-w0 --data {t}/rollouts --out {n} --steps 1 --max-time nan --no-progress", ("--max-time",)),

@@ -23,6 +23,7 @@ from typing import Any
 from psi_gym.data.arguments import (
     ArgumentProblem,
     check_output_dir,
+    int_at_least,
     log_with,
     number_in,
     positive_int,
@@ -100,7 +101,12 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder: checkpoint-*/, final/, logs/")
     parser.add_argument("--steps", type=positive_int, default=defaults.num_steps)
     parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=number_in(0, low_open=True), default=defaults.learning_rate)
+    parser.add_argument("--learning-rate", type=number_in(0, low_open=True), default=defaults.learning_rate,
+                        help="peak rate, reached after --warmup-steps, then a cosine down to --min-learning-rate at --steps")
+    parser.add_argument("--min-learning-rate", type=number_in(0), default=defaults.min_learning_rate,
+                        help="the rate the cosine ends on at --steps")
+    parser.add_argument("--warmup-steps", type=int_at_least(0), default=defaults.warmup_steps,
+                        help="steps of linear warm-up to --learning-rate")
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--init-from", default=None, help="world-model or Wan diffusers folder to start from")
     parser.add_argument("--max-time", type=number_in(0, low_open=True), default=None,
@@ -197,6 +203,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         num_steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        min_learning_rate=args.min_learning_rate,
+        warmup_steps=args.warmup_steps,
         seed=args.seed,
         max_time_s=args.max_time,
         checkpoint_every=args.checkpoint_every,

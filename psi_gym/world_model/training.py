@@ -299,6 +299,13 @@ def train_world_model(
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
             raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value!r}")
+    for name, positive in (("learning_rate", True), ("min_learning_rate", False)):
+        value = getattr(config, name)
+        number = not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 <= value < float("inf")
+        if not number or (positive and value == 0):
+            raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    if isinstance(config.warmup_steps, bool) or not isinstance(config.warmup_steps, int) or config.warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an int >= 0, got {config.warmup_steps!r}")
     if not config.parts or any(part not in PARTS for part in config.parts) or len(set(config.parts)) != len(config.parts):
         raise ValueError(f"parts must be distinct names among {PARTS}, got {config.parts!r}")
     for name in ("num_steps", "batch_size", "dynamics_batch_size", "perception_batch_size", "checkpoint_every"):

@@ -55,9 +55,16 @@ def test_train_w0_parts_and_unroll_schedule_flags(tmp_path, capsys):
     capsys.readouterr()
     saved = json.loads(next((tmp_path / "sym").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
     assert (saved["symmetry_shift"], saved["symmetry_turn"]) == (0.03, 0.2)
+    code = main(base + ["--out", str(tmp_path / "rates"), "--learning-rate", "2e-4", "--min-learning-rate", "2e-5",
+                        "--warmup-steps", "0"])
+    assert code == 0
+    capsys.readouterr()
+    saved = json.loads(next((tmp_path / "rates").glob("checkpoint-*/trainer_state.json")).read_text())["config"]
+    assert (saved["learning_rate"], saved["min_learning_rate"], saved["warmup_steps"]) == (2e-4, 2e-5, 0)
     for flag, value in (("--parts", "physics"), ("--parts", "dynamics,dynamics"), ("--unroll-schedule", "0.5:8"),
                         ("--unroll-schedule", "0:8,x"), ("--unroll-schedule", "0:8,0.5:-1"), ("--symmetry-shift", "-0.01"),
-                        ("--symmetry-turn", "nan")):
+                        ("--symmetry-turn", "nan"), ("--min-learning-rate", "-1e-5"), ("--warmup-steps", "-1"),
+                        ("--warmup-steps", "2.5")):
         assert main(base + ["--out", str(tmp_path / "bad"), flag, value]) == 2
         err = capsys.readouterr().err
         assert flag in err and "expected" in err, err

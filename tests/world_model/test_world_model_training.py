@@ -199,6 +199,15 @@ def test_unrolls_draw_the_asked_share_of_successes(sim_episodes, tmp_path):
         train_world_model(sim_episodes, _config(success_fraction=1.5), tmp_path / "bad", log_with="none")
 
 
+def test_bad_learning_rates_and_warmup_are_refused_before_anything_is_written(sim_episodes, tmp_path):
+    for name, value in (("learning_rate", 0.0), ("learning_rate", float("nan")), ("min_learning_rate", -1e-5),
+                        ("min_learning_rate", float("inf")), ("warmup_steps", -1), ("warmup_steps", 2.5),
+                        ("warmup_steps", True)):
+        with pytest.raises(ValueError, match=name):
+            train_world_model(sim_episodes, _config(num_steps=1, **{name: value}), tmp_path / "bad", log_with="none")
+        assert not (tmp_path / "bad").exists()
+
+
 def test_training_one_part_leaves_the_others_as_they_were(sim_episodes, tmp_path):
     start = train_world_model(sim_episodes, _config(num_steps=2), tmp_path / "start", log_with="none")
     summary = train_world_model(sim_episodes, _config(num_steps=3, parts=("dynamics",), unroll_schedule=((0.0, 0),),
