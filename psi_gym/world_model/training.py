@@ -295,15 +295,12 @@ def train_world_model(
         raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {config.time_sampling!r}")
     if config.success_fraction is not None and not 0.0 <= config.success_fraction <= 1.0:
         raise ValueError(f"success_fraction must be in [0, 1] or None, got {config.success_fraction!r}")
-    for name in ("symmetry_shift", "symmetry_turn"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
-            raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value!r}")
-    for name, positive in (("learning_rate", True), ("min_learning_rate", False)):
+    for name, bound in (("symmetry_shift", ">= 0 (0: off)"), ("symmetry_turn", ">= 0 (0: off)"),
+                        ("learning_rate", "> 0"), ("min_learning_rate", ">= 0")):
         value = getattr(config, name)
         number = not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 <= value < float("inf")
-        if not number or (positive and value == 0):
-            raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+        if not number or (bound == "> 0" and value == 0):
+            raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     if isinstance(config.warmup_steps, bool) or not isinstance(config.warmup_steps, int) or config.warmup_steps < 0:
         raise ValueError(f"warmup_steps must be an int >= 0, got {config.warmup_steps!r}")
     if not config.parts or any(part not in PARTS for part in config.parts) or len(set(config.parts)) != len(config.parts):
