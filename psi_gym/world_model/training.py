@@ -301,15 +301,14 @@ def train_world_model(
         number = not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 <= value < float("inf")
         if not number or (bound == "> 0" and value == 0):
             raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    if isinstance(config.warmup_steps, bool) or not isinstance(config.warmup_steps, int) or config.warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be an int >= 0, got {config.warmup_steps!r}")
     if not config.parts or any(part not in PARTS for part in config.parts) or len(set(config.parts)) != len(config.parts):
         raise ValueError(f"parts must be distinct names among {PARTS}, got {config.parts!r}")
-    for name in ("num_steps", "batch_size", "dynamics_batch_size", "perception_batch_size", "checkpoint_every"):
+    for name, low in (("num_steps", 1), ("batch_size", 1), ("dynamics_batch_size", 1), ("perception_batch_size", 1),
+                      ("checkpoint_every", 1), ("warmup_steps", 0)):
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
             why = " (0 steps would save an untrained model)" if name == "num_steps" else ""
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}{why}")
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}{why}")
     if config.compile and "dynamics" in config.parts:
         problem = compile_unavailable()
         if problem:
