@@ -20,6 +20,7 @@ from psi_gym.data.arguments import (
     check_output_dir,
     int_at_least,
     number_in,
+    pool_spec,
     positive_int,
     seed,
     threads,
@@ -83,6 +84,13 @@ def configure_flywheel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-success-probability", type=number_in(0, 1), default=c.min_success_probability,
                    help="also keep only what the calibrated success (the shipped calibrator on W0's object path) "
                         "gives at least this probability; default: off")
+    p.add_argument("--refit-calibrator", action="store_true",
+                   help="after each W0 fine-tune, refit the calibrated success on the fine-tuned W0's object paths "
+                        "(the next iteration's reward, calibrated filter and ranking test read it)")
+    p.add_argument("--calibration-pools", nargs="+", type=pool_spec, default=list(c.calibration_pools), metavar="SEED:DEMOS",
+                   help="candidate pools a refit learns from, 16 plans per demo (default: %(default)s)")
+    p.add_argument("--calibration-cache", type=Path, default=None,
+                   help="folder for those pools' simulator verdicts (default: OUT/calibration-pools)")
     p.add_argument("--policy", default=None, help="R2 folder to start from (default: a fresh R2 = the raw retarget)")
     p.add_argument("--policy-architecture", choices=("wan", "cnn"), default=c.policy_architecture)
     p.add_argument("--max-rows", type=positive_int, default=c.max_rows, help="W0 env rows per batched step")
@@ -115,7 +123,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               w0_perception_batch_size=args.w0_perception_batch_size, threads=args.threads,
                               progress=False),
         world_model=args.world_model, estimator=args.estimator, reward_model=args.reward_model,
-        min_success_probability=args.min_success_probability, policy=args.policy,
+        min_success_probability=args.min_success_probability, refit_calibrator=args.refit_calibrator,
+        calibration_pools=tuple(args.calibration_pools),
+        calibration_cache=str(args.calibration_cache) if args.calibration_cache else None, policy=args.policy,
         policy_architecture=args.policy_architecture, max_rows=args.max_rows, videos=args.videos, seed=args.seed,
         progress=progress,
     )
@@ -126,6 +136,9 @@ def run_flywheel_command(args: argparse.Namespace) -> dict[str, Any]:
 
     from psi_gym.flywheel.loop import run_flywheel
 
+    if args.refit_calibrator and args.reward_model != "calibrated_state" and args.min_success_probability is None:
+        raise ArgumentProblem("--refit-calibrator", "refits the calibrated success: use it with --reward-model "
+                                                   "calibrated_state or --min-success-probability")
     config = config_from_args(args)
     check_name_or_folder(args.world_model, "--world-model", ("default", "random:debug", "random:tiny"))
     check_name_or_folder(args.estimator, "--estimator", ("default", "random"))

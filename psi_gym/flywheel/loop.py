@@ -23,7 +23,8 @@ Each iteration ``k = 1 .. K`` of one *variant*:
 7. **retrain**: W0 fine-tuned from the current W0 (renderer and perception on kept + robot
    episodes, dynamics on the robot's with episodes of W0's own training data beside them); R2
    cloned from the current R2 on the converted human demos, kept trajectories and robot successes
-   (`psi_gym.flywheel.writeback`).
+   (`psi_gym.flywheel.writeback`); with ``refit_calibrator``, the calibrated success refitted on the
+   fine-tuned W0's paths for the next iteration (``iteration-K/calibrator.safetensors``).
 
 Reported per iteration (row 0 = before the first), all judged by the simulator on things the loop
 never trains or filters on (`psi_gym.flywheel.judge`): the filters' precision and recall on this
@@ -154,6 +155,18 @@ class FlywheelConfig:
     On a fresh pool (2101, three seeds) 28/35 = 0.80 with the robot, while W0's calibrated false
     success rose on two seeds of three (the calibrator is not refitted when W0 is fine-tuned, and the
     fine-tuned dynamics itself grew more optimistic)."""
+    refit_calibrator: bool = False
+    """after each W0 fine-tune, refit the calibrated success on the fine-tuned W0's object paths over
+    ``calibration_pools`` (`psi_gym.flywheel.writeback.refit_calibrator`): the next iteration's reward,
+    its calibrated filter and the ranking test read it (``iteration-K/calibrator.safetensors``) instead
+    of the shipped one, which belongs to the shipped W0's paths. Needs a reader: ``reward_model=
+    "calibrated_state"`` or ``min_success_probability``."""
+    calibration_pools: tuple[tuple[int, int], ...] = ((31, 96), (32, 96))
+    """(seed, demos) of the candidate pools a refit learns from, 16 plans per demo (two of the eight
+    the shipped calibrator learnt from: 3072 plans, replayed in the simulator once per cache)."""
+    calibration_cache: str | None = None
+    """folder for those pools' simulator verdicts; None: ``OUT/calibration-pools``. Point runs at one
+    folder to replay the pools once for all of them."""
     policy: str | None = None
     """an R2 folder to start from; None: a fresh R2 (its action head starts at 0: the raw retarget)."""
     policy_architecture: str = "wan"
@@ -183,6 +196,13 @@ class FlywheelConfig:
         if self.min_success_probability is not None and not 0.0 <= self.min_success_probability <= 1.0:
             raise ValueError(f"min_success_probability must be a probability in [0, 1] or None, got "
                              f"{self.min_success_probability}")
+        self.calibration_pools = tuple((int(seed), int(demos)) for seed, demos in self.calibration_pools)
+        if self.refit_calibrator:
+            if self.reward_model != "calibrated_state" and self.min_success_probability is None:
+                raise ValueError("refit_calibrator refits the calibrated success, which nothing reads here: use "
+                                 "reward_model='calibrated_state' or set min_success_probability")
+            if not self.calibration_pools or any(demos < 1 for _, demos in self.calibration_pools):
+                raise ValueError(f"calibration_pools must be (seed, demos >= 1) pairs, got {self.calibration_pools}")
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -273,12 +293,18 @@ def filters_by_task(outcome: RefineOutcome) -> dict[str, dict[str, Any]]:
             for task in sorted(set(tasks.tolist()))}
 
 
-def _w0_env(config: FlywheelConfig, world_model: Any, demos: Sequence[Episode], rows: int, **options: Any):
+def _w0_env(config: FlywheelConfig, world_model: Any, demos: Sequence[Episode], rows: int, calibrator: str = "default",
+            **options: Any):
+    """The W0 vector env on ``demos``; with ``reward_model="calibrated_state"`` its reward reads ``calibrator``."""
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode
 
     import psi_gym  # noqa: F401  (registers the envs)
 
+    if config.reward_model == "calibrated_state" and calibrator != "default":
+        from psi_gym.rewards.calibrated_state import CalibratedStateReward
+
+        options.setdefault("reward_model", CalibratedStateReward(calibrator))
     options.setdefault("reward_model", config.reward_model)
     return gym.make_vec("PsiW0-Retarget-v0", num_envs=rows, autoreset_mode=AutoresetMode.DISABLED,
                         world_model=world_model, estimator=config.estimator, demos=list(demos),
@@ -287,8 +313,9 @@ def _w0_env(config: FlywheelConfig, world_model: Any, demos: Sequence[Episode], 
 
 def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[Demo], iteration: int,
                       existing: dict[str, list[np.ndarray]], rng: np.random.Generator,
-                      log: Callable[[str], None]) -> RefineOutcome:
-    """Steps 2-4 of the module doc on ``demos`` with ``world_model``; the judge last, for the report."""
+                      log: Callable[[str], None], calibrator: str = "default") -> RefineOutcome:
+    """Steps 2-4 of the module doc on ``demos`` with ``world_model`` (and the calibrated success of
+    ``calibrator``, where the reward or a filter reads one); the judge last, for the report."""
     from psi_gym.agents.rollouts import demo_refs, run_plans_in_env
     from psi_gym.agents.search import cem_search, score_in_env
     from psi_gym.flywheel.judge import judge_verdicts
@@ -303,7 +330,7 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
     varied = vary_demos(starts, V, config.variation_kinds, rng, prefix="v")
     env_demos = starts + varied
     search_rows = D * (1 + V) * config.search.population * max(1, config.search.robust_starts)
-    env = _w0_env(config, world_model, env_demos, max(1, min(config.max_rows, search_rows)))
+    env = _w0_env(config, world_model, env_demos, max(1, min(config.max_rows, search_rows)), calibrator)
     refs = demo_refs(env)
     base, varied_refs = refs[:D], refs[D:D + D * V]
     seconds["setup"] = time.perf_counter() - tick
@@ -366,7 +393,7 @@ def refine_and_filter(config: FlywheelConfig, world_model: Any, demos: Sequence[
 
     filters = [DemoQualityFilter(quality, config.min_quality), SuccessFilter(config.min_return)]
     if config.min_success_probability is not None:
-        filters.append(CalibratedSuccessFilter(config.min_success_probability))
+        filters.append(CalibratedSuccessFilter(config.min_success_probability, calibrator))
     filters.append(ConsistencyFilter(rerun, config.min_consistency))
     if config.second_opinions:
         filters.append(ConsistencyFilter(second_opinion, 1.0, name="second_opinion"))
@@ -400,6 +427,8 @@ class VariantState:
     world_model: Path
     policy: Path
     buffer_trajectories: int = 0
+    calibrator: str = "default"
+    """the calibrated success its W0 is read with (a file after a refit)."""
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -483,6 +512,10 @@ class Flywheel:
             self._rehearsal = rehearsal_episodes(retrain.w0_rehearsal, retrain.rehearsal_seed)
         return self._rehearsal
 
+    def calibration_cache(self) -> Path:
+        """Where the calibration pools' simulator verdicts are kept (`FlywheelConfig.calibration_cache`)."""
+        return Path(self.config.calibration_cache) if self.config.calibration_cache else self.out / "calibration-pools"
+
     def _rng(self, *stream: int) -> np.random.Generator:
         return np.random.default_rng([self.config.seed, *stream])
 
@@ -521,14 +554,15 @@ class Flywheel:
         self.log(f"{len(heldout)} held-out demos; ranking set of {self.ranking.sim_success.size} candidates judged "
                  f"({time.perf_counter() - tick:.0f}s)")
 
-    def evaluate(self, world_model: Path, policy_folder: Path) -> dict[str, Any]:
-        """W0's ranking test and R2's closed-loop success on held-out demos (the judge)."""
+    def evaluate(self, world_model: Path, policy_folder: Path, calibrator: str = "default") -> dict[str, Any]:
+        """W0's ranking test (its reward reading ``calibrator`` where it reads one) and R2's
+        closed-loop success on held-out demos (the judge)."""
         from psi_gym.agents.policy import PsiR2Policy
         from psi_gym.flywheel.judge import policy_success, ranking_report
 
         tick = time.perf_counter()
         env = _w0_env(self.config, str(world_model), [d.start for d in self.heldout],
-                      min(self.config.max_rows, self.ranking.sim_success.size))
+                      min(self.config.max_rows, self.ranking.sim_success.size), calibrator)
         ranking = ranking_report(env, self.ranking)
         env.close()
         policy = PsiR2Policy.from_pretrained(str(policy_folder)).eval()
@@ -589,6 +623,7 @@ class Flywheel:
         done = self._load_report(folder)
         if done is not None:  # finished earlier: pick up where it left the models and the buffer
             state.world_model, state.policy = Path(done["w0_folder"]), Path(done["r2_folder"])
+            state.calibrator = done.get("calibrator", "default")
             state.buffer_trajectories = done["buffer_trajectories"]
             state.rows.append(done)
             self.log(f"[{state.name}] iteration {iteration}: done earlier")
@@ -601,10 +636,10 @@ class Flywheel:
             existing: dict[str, list[np.ndarray]] = {}
             for record in buffer.select(sources=KEPT_SOURCES):
                 existing.setdefault(record.demo_id, []).append(buffer.rows(record)["action"][:-1])
-            key = (iteration, str(state.world_model))
+            key = (iteration, str(state.world_model), state.calibrator)
             if key not in self._refined:
                 self._refined[key] = refine_and_filter(config, str(state.world_model), demos, iteration, existing,
-                                                       self._rng(iteration, 1), self.log)
+                                                       self._rng(iteration, 1), self.log, state.calibrator)
             outcome = self._refined[key]
             seconds.update({f"refine_{k}": v for k, v in outcome.seconds.items()})
 
@@ -653,8 +688,17 @@ class Flywheel:
                                         seed=config.seed + iteration, human_demos=anchors)
         r2_folder = folder / "r2" / "final" if r2_summary is not None else state.policy
         seconds["retrain_r2"] = time.perf_counter() - step
+        calibrator, calibration = state.calibrator, None
+        if config.refit_calibrator and w0_summary is not None:  # the fine-tune moved W0's paths
+            from psi_gym.flywheel.writeback import refit_calibrator
 
-        evaluation = self.evaluate(w0_folder, r2_folder)
+            step = time.perf_counter()
+            path, calibration = refit_calibrator(w0_folder, config.calibration_pools, self.calibration_cache(),
+                                                 folder / "calibrator.safetensors", seed=config.seed + iteration)
+            calibrator = str(path)
+            seconds["refit_calibrator"] = time.perf_counter() - step
+
+        evaluation = self.evaluate(w0_folder, r2_folder, calibrator)
         seconds["evaluate"] = evaluation["seconds"]
         filters = precision_recall(outcome.keep, outcome.judge_success)
         funnel = filter_funnel(outcome.stages, outcome.judge_success)
@@ -663,11 +707,13 @@ class Flywheel:
             "kept_union": exported.kept_trajectories, "robot_union": exported.robot_episodes,
             "w0_trained": w0_summary is not None, "r2_trained": r2_summary is not None,
             "r2_bc_trajectories": (r2_summary or {}).get("trajectories", 0),
+            "calibrator": calibrator, "calibrator_refit": calibration,
         }, trajectories, w0_folder, r2_folder, seconds)
         row["seconds"]["total"] = time.perf_counter() - tick
         self._save_report(folder, row)
         state.rows.append(row)
         state.world_model, state.policy, state.buffer_trajectories = w0_folder, r2_folder, trajectories
+        state.calibrator = calibrator
         by_task = ", ".join(f"{task} {f['kept_judge_successes']}/{f['kept']}"
                             for task, f in row.get("filters_by_task", {}).items())
         self.log(f"[{state.name}] iteration {iteration}: kept {row['kept']}/{row['candidates']} (precision "

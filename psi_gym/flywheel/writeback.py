@@ -13,7 +13,12 @@
   the kept trajectories), failures included (their true object poses are what corrects W0's
   physics; a kept trajectory's poses are W0's own predictions), with episodes of W0's own training
   data beside them (`rehearsal_episodes`) so that a few dozen episodes do not pull it away from what
-  it knew.
+  it knew;
+* `refit_calibrator`: the calibrated success (``reward_model="calibrated_state"``) refitted on the
+  fine-tuned W0's own object paths: a calibrator belongs to the world model whose paths it learnt
+  from, and the fine-tune moves them. Its labelled plans are candidate pools replayed in the
+  simulator once (the offline data the shipped calibrator learnt from, as `rehearsal_episodes` are
+  W0's; cached, so every refit of a run reads the same verdicts); only their features change.
 
 The trainers read the exported datasets (the converted human demos, which carry a touch label a
 robot `Episode` has no field for, straight from the buffer), so what the models learn from is
@@ -131,6 +136,22 @@ def retrain_r2(policy: Any, kept: Sequence[Episode], robot: Sequence[Episode], c
     return policy, {**asdict(summary), "trajectories": len(sources), "human_demos": len(human_demos)}
 
 
+def refit_calibrator(world_model_folder: str | os.PathLike, pools: Sequence[tuple[int, int]], cache: str | os.PathLike,
+                     out: str | os.PathLike, seed: int) -> tuple[Path, dict[str, Any]]:
+    """A `psi_gym.rewards.success_calibration.Calibrator` fitted on ``world_model_folder``'s object
+    paths over the candidate ``pools`` ((seed, demos) of ``psi-gym train-calibrator``, 16 plans per
+    demo; the simulator's verdicts kept in ``cache``), saved to ``out``; returns its path and the
+    fit's summary (rows, success rate, precision on its held-out split of the demos)."""
+    from psi_gym.agents.calibration import CalibrationConfig, train_calibrator
+
+    model, summary = train_calibrator(CalibrationConfig(world_model=str(world_model_folder), pools=tuple(pools),
+                                                        cache=Path(cache), seed=seed, progress=False))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    return out, {key: summary[key] for key in ("rows", "success_rate", "validation_precision", "pools") if key in summary}
+
+
 def rehearsal_episodes(count: int, seed: int = 100) -> list[Episode]:
     """The first ``count`` episodes of ``psi-gym collect --sources residual --seed SEED`` (regenerated:
     the same seed gives the same episodes; seed 100 is the data the shipped W0 was trained on)."""
@@ -193,4 +214,4 @@ def finetune_w0(world_model_folder: str | os.PathLike, kept: Sequence[Episode], 
 
 
 __all__ = ["KEPT_SOURCES", "ExportedData", "RetrainConfig", "export_datasets", "finetune_w0", "human_demo_sources",
-           "read_exported", "rehearsal_episodes", "retrain_r2"]
+           "read_exported", "refit_calibrator", "rehearsal_episodes", "retrain_r2"]

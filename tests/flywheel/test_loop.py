@@ -97,9 +97,10 @@ def test_one_tiny_flywheel_iteration_and_its_resume(tmp_path, tiny_policy, capsy
 @pytest.mark.parametrize("flag, value", [("--world-model", "/no/such/w0"), ("--policy", "/no/such/r2"),
                                          ("--iterations", "0"), ("--min-quality", "2"), ("--estimator", "/none"),
                                          ("--second-opinion", "/no/such/w0"), ("--reward-model", "nosuch"),
-                                         ("--min-success-probability", "1.5")])
+                                         ("--min-success-probability", "1.5"), ("--refit-calibrator", None),
+                                         ("--calibration-pools", "31")])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, flag, value):
-    assert main(["flywheel", "--out", str(tmp_path / "run"), flag, value]) == 2
+    assert main(["flywheel", "--out", str(tmp_path / "run"), flag, *([] if value is None else [value])]) == 2
     err = capsys.readouterr().err
     assert flag in err and len(err.strip().splitlines()) == 1
 
@@ -243,6 +244,33 @@ def test_the_w0_env_of_the_flywheel_uses_its_reward_model():
         env.close()
     env = _w0_env(FlywheelConfig(reward_model="calibrated_state"), "random:debug", demos, 1, reward_model="state_tracking")
     assert isinstance(env.unwrapped.core.reward_model, StateTrackingReward)
+    env.close()
+
+
+def test_a_refit_calibrator_is_written_for_the_fine_tuned_w0_and_read_by_its_envs(tmp_path, tiny_policy, capsys):
+    """``--refit-calibrator``: after the W0 fine-tune a calibrator fitted on that W0's paths is saved in the
+    iteration, named in its report (so a resumed run reads it), and the W0 env made with it pays its probability."""
+    from psi_gym.flywheel.loop import FlywheelConfig, _w0_env
+    from psi_gym.rewards import CalibratedStateReward
+    from psi_gym.rewards.success_calibration import load_calibrator
+
+    out = tmp_path / "run"
+    argv = ["flywheel", "--iterations", "1", "--robot-episodes", "2", "--no-comparison", "--out", str(out), "--policy",
+            str(tiny_policy), *TINY, "--reward-model", "calibrated_state", "--refit-calibrator", "--calibration-pools",
+            "5:3", "--json"]
+    assert main(argv) == 0
+    row = json.loads(capsys.readouterr().out)["variants"]["robot"]["iterations"][1]
+    path = out / "robot" / "iteration-1" / "calibrator.safetensors"
+    assert row["calibrator"] == str(path) and row["calibrator_refit"]["rows"] == 3 * 16
+    assert 0 < row["calibrator_refit"]["success_rate"] < 1  # the pool's simulator verdicts, both kinds
+    calibrator = load_calibrator(path)
+    assert calibrator.metadata["world_model"] == str(out / "robot" / "iteration-1" / "w0" / "final")
+    assert (out / "calibration-pools" / "sim-s5-3x16.npz").is_file()  # replayed once, read by every later refit
+    demos = [demo.start for demo in make_demos(4242, [0], 0)]
+    env = _w0_env(FlywheelConfig(reward_model="calibrated_state"), "random:debug", demos, 1, str(path))
+    reward = env.unwrapped.core.reward_model
+    assert isinstance(reward, CalibratedStateReward)
+    assert torch.equal(reward.calibrator.mlps[0][0].weight, calibrator.mlps[0][0].weight)
     env.close()
 
 
