@@ -87,6 +87,10 @@ class CalibrationConfig:
     """folder for the simulator's results on each pool (``sim-s{seed}-{demos}x{candidates}.npz``)."""
     progress: bool = True
     metadata: dict[str, str] = field(default_factory=dict)
+    init_from: Any = None
+    """a calibrator to start from (``"default"``, a file or a `Calibrator`; `fit_calibrator`'s ``init``):
+    a refit for a world model fine-tuned from the one it was fitted on. None: from scratch."""
+    learning_rate: float = 3e-3
 
 
 def train_calibrator(config: CalibrationConfig) -> tuple[Any, dict[str, Any]]:
@@ -109,8 +113,14 @@ def train_calibrator(config: CalibrationConfig) -> tuple[Any, dict[str, Any]]:
         groups.append(demo + k * 1_000_000)
         if config.progress:
             print(f"pool {seed}: {len(rows)} candidates, {float(np.mean(success)):.3f} succeed in the simulator", flush=True)
+    init = None
+    if config.init_from is not None:
+        from psi_gym.rewards.calibrated_state import resolve_calibrator
+
+        init = resolve_calibrator(config.init_from)
     model, summary = fit_calibrator(np.concatenate(features), np.concatenate(labels), np.concatenate(groups),
-                                    members=config.members, width=config.width, steps=config.steps, seed=config.seed)
+                                    members=config.members, width=config.width, steps=config.steps, seed=config.seed,
+                                    learning_rate=config.learning_rate, init=init)
     model.metadata = {"world_model": str(config.world_model), "pools": ",".join(f"{s}:{d}" for s, d in config.pools),
                       "candidates": str(config.candidates), **config.metadata}
     return model, {**summary, "pools": [list(pool) for pool in config.pools]}

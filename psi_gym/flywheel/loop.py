@@ -156,8 +156,9 @@ class FlywheelConfig:
     success rose on two seeds of three (the calibrator is not refitted when W0 is fine-tuned, and the
     fine-tuned dynamics itself grew more optimistic)."""
     refit_calibrator: bool = False
-    """after each W0 fine-tune, refit the calibrated success on the fine-tuned W0's object paths over
-    ``calibration_pools`` (`psi_gym.flywheel.writeback.refit_calibrator`): the next iteration's reward,
+    """after each W0 fine-tune, refit the calibrated success (from the previous iteration's calibrator)
+    on the fine-tuned W0's object paths over ``calibration_pools``
+    (`psi_gym.flywheel.writeback.refit_calibrator`): the next iteration's reward,
     its calibrated filter and the ranking test read it (``iteration-K/calibrator.safetensors``) instead
     of the shipped one, which belongs to the shipped W0's paths. Needs a reader: ``reward_model=
     "calibrated_state"`` or ``min_success_probability``."""
@@ -694,7 +695,8 @@ class Flywheel:
 
             step = time.perf_counter()
             path, calibration = refit_calibrator(w0_folder, config.calibration_pools, self.calibration_cache(),
-                                                 folder / "calibrator.safetensors", seed=config.seed + iteration)
+                                                 folder / "calibrator.safetensors", seed=config.seed + iteration,
+                                                 init=state.calibrator)
             calibrator = str(path)
             seconds["refit_calibrator"] = time.perf_counter() - step
 

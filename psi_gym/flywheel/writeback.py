@@ -136,20 +136,29 @@ def retrain_r2(policy: Any, kept: Sequence[Episode], robot: Sequence[Episode], c
     return policy, {**asdict(summary), "trajectories": len(sources), "human_demos": len(human_demos)}
 
 
+CALIBRATOR_REFIT_LEARNING_RATE = 1e-3
+"""AdamW rate of a refit from the previous calibrator (a third of a fit from scratch's)."""
+
+
 def refit_calibrator(world_model_folder: str | os.PathLike, pools: Sequence[tuple[int, int]], cache: str | os.PathLike,
-                     out: str | os.PathLike, seed: int) -> tuple[Path, dict[str, Any]]:
-    """A `psi_gym.rewards.success_calibration.Calibrator` fitted on ``world_model_folder``'s object
+                     out: str | os.PathLike, seed: int, init: Any = "default") -> tuple[Path, dict[str, Any]]:
+    """A `psi_gym.rewards.success_calibration.Calibrator` refitted from ``init`` (the calibrator of
+    the W0 this one was fine-tuned from: ``"default"`` or a file) on ``world_model_folder``'s object
     paths over the candidate ``pools`` ((seed, demos) of ``psi-gym train-calibrator``, 16 plans per
     demo; the simulator's verdicts kept in ``cache``), saved to ``out``; returns its path and the
-    fit's summary (rows, success rate, precision on its held-out split of the demos)."""
+    fit's summary (rows, success rate, precision on its held-out split of the demos). Starting from
+    the previous calibrator keeps what it learnt on more pools than a refit reads (see
+    `fit_calibrator`'s ``init``)."""
     from psi_gym.agents.calibration import CalibrationConfig, train_calibrator
 
     model, summary = train_calibrator(CalibrationConfig(world_model=str(world_model_folder), pools=tuple(pools),
-                                                        cache=Path(cache), seed=seed, progress=False))
+                                                        cache=Path(cache), seed=seed, progress=False, init_from=init,
+                                                        learning_rate=CALIBRATOR_REFIT_LEARNING_RATE))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
-    return out, {key: summary[key] for key in ("rows", "success_rate", "validation_precision", "pools") if key in summary}
+    return out, {**{key: summary[key] for key in ("rows", "success_rate", "validation_precision", "pools") if key in summary},
+                 "member_steps": [member["steps"] for member in summary["members"]], "init": str(init)}
 
 
 def rehearsal_episodes(count: int, seed: int = 100) -> list[Episode]:

@@ -148,12 +148,19 @@ def load_calibrator(path: str | Path, features: Sequence[str] | None = None) -> 
 def fit_calibrator(features: np.ndarray, success: np.ndarray, groups: np.ndarray | None = None, *,
                    names: Sequence[str] = PATH_FEATURES, members: int = 5, width: int = 64, steps: int = 600,
                    learning_rate: float = 3e-3, weight_decay: float = 1e-4, validation_fraction: float = 0.1,
-                   thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8), seed: int = 0) -> tuple[Calibrator, dict[str, Any]]:
+                   thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8), seed: int = 0,
+                   init: Calibrator | None = None) -> tuple[Calibrator, dict[str, Any]]:
     """Train a `Calibrator` on ``features`` (N, len(names)) and the simulator's ``success`` (N,):
     each member full-batch AdamW on the binary cross-entropy, on its own bootstrap draw of the
     training rows, keeping its weights at its lowest loss on a validation split
     (``validation_fraction`` of the ``groups``, e.g. demos, so no demo is on both sides). Returns
-    the model and a summary (with [kept successes, kept] on the split at each of ``thresholds``)."""
+    the model and a summary (with [kept successes, kept] on the split at each of ``thresholds``).
+
+    ``init``: a calibrator to start from (its standardisation, sizes and weights; ``names`` must be
+    its features): a refit for a world model that moved a little. Its own weights count as step 0
+    of the validation, so a member keeps them unless training lowers its validation loss. Measured:
+    refitted from scratch on 2 pools (3072 rows) a calibrator puts 15 of pool 32's plans at p >= 0.8
+    where the shipped one, fitted on 8, puts 60: from scratch, fewer rows make it less sure."""
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(success), dtype=torch.float32)
     if x.ndim != 2 or x.shape[1] != len(names) or len(y) != len(x):
@@ -170,9 +177,15 @@ def fit_calibrator(features: np.ndarray, success: np.ndarray, groups: np.ndarray
     validation = torch.as_tensor(np.array([g in held for g in groups]))
     train = ~validation
     torch.manual_seed(seed)
-    model = Calibrator(names, width=width, members=members)
-    model.mean.copy_(x[train].mean(0))
-    model.scale.copy_(x[train].std(0).clamp_min(1e-3))
+    if init is not None:
+        if tuple(init.features) != tuple(names):
+            raise ValueError(f"init reads the features {list(init.features)}, not {list(names)}")
+        model = Calibrator(names, width=init.mlps[0][0].out_features, members=len(init.mlps))
+        model.load_state_dict(init.state_dict())
+    else:
+        model = Calibrator(names, width=width, members=members)
+        model.mean.copy_(x[train].mean(0))
+        model.scale.copy_(x[train].std(0).clamp_min(1e-3))
     loss_fn = nn.functional.binary_cross_entropy_with_logits
     train_rows = train.nonzero()[:, 0]
     summary: dict[str, Any] = {"rows": len(x), "train_rows": int(train.sum()), "validation_rows": int(validation.sum()),
@@ -181,6 +194,10 @@ def fit_calibrator(features: np.ndarray, success: np.ndarray, groups: np.ndarray
         rows = train_rows[torch.as_tensor(rng.integers(0, len(train_rows), len(train_rows)))]  # a bootstrap draw
         optimizer = torch.optim.AdamW(member.parameters(), lr=learning_rate, weight_decay=weight_decay)
         best, best_state, best_step = float("inf"), None, 0
+        if init is not None and validation.any():  # the starting weights are a candidate too
+            with torch.no_grad():
+                best = float(loss_fn(member((x[validation] - model.mean) / model.scale)[:, 0], y[validation]))
+            best_state = {k: v.clone() for k, v in member.state_dict().items()}
         for step in range(steps):
             logits = member((x[rows] - model.mean) / model.scale)[:, 0]
             loss = loss_fn(logits, y[rows])
@@ -196,7 +213,7 @@ def fit_calibrator(features: np.ndarray, success: np.ndarray, groups: np.ndarray
         if best_state is not None:
             member.load_state_dict(best_state)
         summary["members"].append({"member": index, "validation_loss": round(best, 4) if best_state else None,
-                                   "steps": best_step or steps})
+                                   "steps": best_step if best_state else steps})
     model.eval()
     if validation.any():
         p = model.probability(x[validation])

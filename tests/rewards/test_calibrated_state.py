@@ -77,6 +77,32 @@ def test_the_calibrator_learns_a_planted_rule_and_saves_and_loads(planted, tmp_p
         fit_calibrator(x, np.zeros(400, bool))
 
 
+def test_a_refit_from_a_calibrator_keeps_it_until_training_helps_and_follows_a_shifted_world(planted):
+    """``fit_calibrator(init=...)``: with no steps the start comes back unchanged; on a world whose margins
+    now read 1 cm high (a fine-tuned W0), a short refit on a few rows follows the shift."""
+    model, _ = planted
+    rng = np.random.default_rng(2)
+
+    def world(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n, len(PATH_FEATURES))).astype(np.float32)
+        x[:, COLUMN["verdict"]] = rng.random(n) < 0.5
+        truth = (x[:, COLUMN["verdict"]] > 0.5) & (x[:, COLUMN["margin_end_cm"]] > 0.0)
+        x[:, COLUMN["margin_end_cm"]] += 1.0
+        return x, truth
+
+    x, y = world(300)
+    same, _ = fit_calibrator(x, y, np.arange(300) // 6, steps=0, init=model)
+    np.testing.assert_array_equal(same.probability(x), model.probability(x))
+    refit, summary = fit_calibrator(x, y, np.arange(300) // 6, steps=300, learning_rate=1e-3, init=model)
+    test_x, truth = world(2000)
+    near = (test_x[:, COLUMN["verdict"]] > 0.5) & (np.abs(test_x[:, COLUMN["margin_end_cm"]] - 1.0) < 1.0)
+    before = ((model.probability(test_x) >= 0.5) == truth)[near].mean()
+    after = ((refit.probability(test_x) >= 0.5) == truth)[near].mean()
+    assert after > before + 0.1 and len(summary["members"]) == len(model.mlps)
+    with pytest.raises(ValueError, match="init reads the features"):
+        fit_calibrator(x[:, :-1], y, names=PATH_FEATURES[:-1], init=model)
+
+
 def test_calibrated_state_reward_pays_the_probability_on_the_last_step(planted):
     model, _ = planted
     reward_model = CalibratedStateReward(model, CalibratedStateRewardConfig(success_bonus=20.0))
