@@ -145,7 +145,7 @@ class FlywheelConfig:
     """the W0 env's reward model, a built-in name: what the search maximises, whose verdict the
     success and consistency filters read, and the ranking test's return. ``"calibrated_state"``
     reads the shipped calibrator, trained on the shipped W0's paths (iterations after the first
-    fine-tune W0 under it)."""
+    fine-tune W0 under it), or with ``refit_calibrator`` one refitted on each fine-tuned W0's paths."""
     min_success_probability: float | None = None
     """with a bar, also keep only what the calibrated success (`CalibratedSuccessFilter`: the shipped
     calibrator on W0's object path in the trajectory) gives at least this probability. None: off.
