@@ -91,6 +91,7 @@ class CalibrationConfig:
     """a calibrator to start from (``"default"``, a file or a `Calibrator`; `fit_calibrator`'s ``init``):
     a refit for a world model fine-tuned from the one it was fitted on. None: from scratch."""
     learning_rate: float = 3e-3
+    """AdamW rate of every member (`fit_calibrator`)."""
 
 
 def train_calibrator(config: CalibrationConfig) -> tuple[Any, dict[str, Any]]:

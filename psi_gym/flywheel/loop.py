@@ -302,11 +302,11 @@ def _w0_env(config: FlywheelConfig, world_model: Any, demos: Sequence[Episode], 
 
     import psi_gym  # noqa: F401  (registers the envs)
 
-    if config.reward_model == "calibrated_state" and calibrator != "default":
+    if "reward_model" not in options:
         from psi_gym.rewards.calibrated_state import CalibratedStateReward
 
-        options.setdefault("reward_model", CalibratedStateReward(calibrator))
-    options.setdefault("reward_model", config.reward_model)
+        calibrated = config.reward_model == "calibrated_state" and calibrator != "default"
+        options["reward_model"] = CalibratedStateReward(calibrator) if calibrated else config.reward_model
     return gym.make_vec("PsiW0-Retarget-v0", num_envs=rows, autoreset_mode=AutoresetMode.DISABLED,
                         world_model=world_model, estimator=config.estimator, demos=list(demos),
                         successful_demos_only=False, **options)
